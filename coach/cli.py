@@ -39,7 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except CoachError as err:
-        print(f"coach: {err.message}", file=sys.stderr)
+        # A multi-line message is a list of located problems (FILE:LINE:COL: ...): print as is.
+        text = err.message if "\n" in err.message else f"coach: {err.message}"
+        print(text, file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("coach: interrupted", file=sys.stderr)
