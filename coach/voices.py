@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,11 +115,17 @@ class ResolvedVoice:
 
 
 def voices_dir() -> Path:
-    """The folder of voice profiles: top-level ``voices/``; ``COACH_VOICES_DIR`` overrides."""
+    """The folder of voice profiles: top-level ``voices/``; ``COACH_VOICES_DIR`` overrides.
+
+    A source checkout (or editable install) uses ``voices/`` beside the package; a wheel
+    install carries the same files as data in ``<prefix>/share/coach/voices``.
+    """
     override = os.environ.get("COACH_VOICES_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "voices"
+    beside_package = Path(__file__).resolve().parent.parent / "voices"
+    installed = Path(sys.prefix) / "share" / "coach" / "voices"
+    return installed if not beside_package.is_dir() and installed.is_dir() else beside_package
 
 
 def list_voices() -> list[VoiceProfile]:
