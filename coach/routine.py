@@ -187,14 +187,9 @@ class Exercise(Strict):
     stop_if: Text = Field(description="When to stop this exercise.")
     progression: Progression
 
-    @model_validator(mode="after")
-    def _hold_is_consistent(self) -> Exercise:
-        holds = any(phase.hold for phase in self.rep)
-        if holds and self.hold_s is None:
-            raise ValueError("a rep phase has 'hold: true' but hold_s is not set")
-        if self.hold_s is not None and not holds:
-            raise ValueError("hold_s is set but no rep phase has 'hold: true'")
-        return self
+    # Whether hold_s and the rep phases' 'hold' flags agree is checked with the
+    # routine's other cross-field rules (consistency_problems), so it is reported
+    # together with any field errors in the same file.
 
 
 class Routine(Strict):
@@ -336,6 +331,7 @@ def consistency_problems(data: object) -> list[ConsistencyProblem]:
                     )
                 )
             exercise_ids.setdefault(exercise_id, index)
+        problems.extend(_hold_problems(index, exercise))
         cited = exercise.get("source")
         if isinstance(cited, str) and source_ids and cited.strip() not in source_ids:
             message = f"unknown source '{cited.strip()}'"
@@ -347,6 +343,35 @@ def consistency_problems(data: object) -> list[ConsistencyProblem]:
 
     problems.extend(_dose_problems(data))
     return problems
+
+
+def _hold_problems(index: int, exercise: Mapping[str, Any]) -> list[ConsistencyProblem]:
+    """A 'hold: true' phase needs hold_s, and hold_s needs a phase that holds."""
+    phases = exercise.get("rep")
+    if not isinstance(phases, list):
+        return []
+    flags = [phase.get("hold", False) for phase in phases if isinstance(phase, Mapping)]
+    if not all(isinstance(flag, bool) for flag in flags):
+        return []  # a malformed flag is a field error of its own
+    holds = any(flags)
+    hold_s = exercise.get("hold_s")
+    if holds and hold_s is None:
+        return [
+            ConsistencyProblem(
+                ("exercises", index, "rep"),
+                "a rep phase has 'hold: true' but hold_s is not set",
+                phases,
+            )
+        ]
+    if hold_s is not None and not holds:
+        return [
+            ConsistencyProblem(
+                ("exercises", index, "hold_s"),
+                "hold_s is set but no rep phase has 'hold: true'",
+                hold_s,
+            )
+        ]
+    return []
 
 
 def _dose_problems(data: Mapping[str, Any]) -> list[ConsistencyProblem]:

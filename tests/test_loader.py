@@ -195,11 +195,16 @@ def test_missing_top_level_field_points_at_the_start() -> None:
     assert only_problem(text) == "1:1: description: missing required field 'description'"
 
 
-def test_hold_without_hold_s_points_at_the_exercise() -> None:
+def test_hold_without_hold_s_points_at_the_rep_phases() -> None:
     text = edited("    hold_s: 3\n", "")
     assert only_problem(text) == (
-        "16:5: exercises[0]: a rep phase has 'hold: true' but hold_s is not set"
+        "26:7: exercises[0].rep: a rep phase has 'hold: true' but hold_s is not set"
     )
+
+
+def test_hold_problem_is_reported_with_the_typo_that_caused_it() -> None:
+    found = problems(edited("    hold_s: 3\n", "    hold: 3\n"))
+    assert [line.split(": ", 2)[1] for line in found] == ["exercises[0].hold", "exercises[0].rep"]
 
 
 def test_progression_target_below_start() -> None:
