@@ -1,0 +1,145 @@
+"""``coach listen``: hear commands from the microphone or a WAV file, for diagnostics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+from collections.abc import Iterator
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+
+from coach.errors import CoachError
+from coach.listen.commands import CommandEvent
+from coach.listen.engine import SAMPLE_RATE_HZ, PcmBlock
+from coach.listen.listener import Listener
+from coach.listen.select import ENGINE_NAMES, build_engine, choose_engine
+from coach.listen.vocabulary import available_languages, load_vocabulary
+
+BLOCK_SAMPLES = 320
+"""20 ms blocks, as the live session feeds them."""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``listen`` subcommand."""
+    parser = sub.add_parser(
+        "listen",
+        help="hear spoken commands (microphone or WAV) and print them",
+        description="Recognize spoken commands offline and print each with its timing "
+        "(word end and detection, in the input's clock) and confidence. From the "
+        "microphone until Ctrl-C, or from a WAV file as fast as the engine allows.",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINE_NAMES,
+        default="auto",
+        help="recognition engine (auto: Vosk if a model is installed)",
+    )
+    parser.add_argument("--model", type=Path, help="Vosk model folder")
+    parser.add_argument(
+        "--language",
+        default="en",
+        help="command language (%(default)s); one of " + ", ".join(available_languages()),
+    )
+    parser.add_argument(
+        "--vocabulary",
+        type=Path,
+        help="user vocabulary file (default: <config dir>/vocabulary.yaml)",
+    )
+    parser.add_argument("--wav", type=Path, help="read this WAV file instead of the microphone")
+    parser.add_argument("--json", action="store_true", help="one JSON object per command on stdout")
+    parser.set_defaults(func=run)
+
+
+def read_wav(path: Path) -> PcmBlock:
+    """A WAV file as 16 kHz mono int16 (channels averaged, resampled if needed)."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    if not path.is_file():
+        raise CoachError(f"WAV file not found: {path}")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as err:
+        raise CoachError(f"cannot read {path} as audio: {err}") from err
+    mono = data.mean(axis=1)
+    if rate != SAMPLE_RATE_HZ:
+        common = gcd(int(rate), SAMPLE_RATE_HZ)
+        mono = resample_poly(mono, SAMPLE_RATE_HZ // common, int(rate) // common)
+    pcm: PcmBlock = np.clip(np.round(mono * 32767.0), -32768, 32767).astype(np.int16)
+    return pcm
+
+
+def _blocks(pcm: PcmBlock) -> Iterator[PcmBlock]:
+    for start in range(0, len(pcm), BLOCK_SAMPLES):
+        yield pcm[start : start + BLOCK_SAMPLES]
+
+
+def _print_event(event: CommandEvent, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(event.to_json(), ensure_ascii=False), flush=True)
+    else:
+        print(
+            f"{event.command.value:<8} {event.phrase!r:<16} confidence {event.confidence:.2f}"
+            f"  word end {event.word_end_ms / 1000:8.3f} s"
+            f"  detected {event.detected_ms / 1000:8.3f} s (+{event.latency_ms} ms)",
+            flush=True,
+        )
+
+
+def _meter(level_dbfs: float, events: int) -> str:
+    width = 30
+    filled = max(0, min(width, round((level_dbfs + 60.0) / 60.0 * width)))
+    return f"\r[{'#' * filled}{' ' * (width - filled)}] {level_dbfs:6.1f} dBFS  {events} heard"
+
+
+def _listen_microphone(listener: Listener, as_json: bool) -> int:
+    from coach.audio import Input
+
+    meter = sys.stderr.isatty()
+    heard = 0
+    with Input() as mic:
+        if not mic.wait_first_block(5.0):
+            raise CoachError("the microphone delivered no audio within 5 s")
+        print("listening (Ctrl-C to stop)", file=sys.stderr)
+        try:
+            while True:
+                mic.check()
+                try:
+                    block = mic.blocks.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                for event in listener.feed(block.pcm):
+                    heard += 1
+                    if meter:
+                        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+                    _print_event(event, as_json)
+                if meter:
+                    print(_meter(block.level_dbfs, heard), end="", file=sys.stderr, flush=True)
+        except KeyboardInterrupt:
+            pass
+    if meter:
+        print(file=sys.stderr)
+    for event in listener.finish():
+        _print_event(event, as_json)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the engine, then print each command heard."""
+    vocabulary = load_vocabulary(args.language, args.vocabulary)
+    choice = choose_engine(args.engine, args.language, args.model)
+    pcm = read_wav(args.wav) if args.wav is not None else None
+    print(f"engine: {choice.reason}", file=sys.stderr)
+    listener = Listener(build_engine(choice, vocabulary))
+    if pcm is None:
+        return _listen_microphone(listener, args.json)
+    for block in _blocks(pcm):
+        for event in listener.feed(block):
+            _print_event(event, args.json)
+    for event in listener.finish():
+        _print_event(event, args.json)
+    return 0

@@ -1,0 +1,287 @@
+"""The coach's own voice: echo cancellation against the played signal, and self-word gating.
+
+Two defences, because either alone fails somewhere:
+
+1. **Echo cancellation** (Speex, ``speexdsp.EchoCanceller``): the microphone block is
+   cleaned with the reference block the speaker played at the same time, then frames
+   where the canceller removed over 95% of the energy while the coach played are
+   attenuated (residual echo suppression), and the recognizer only hears the result.
+   Once adapted, the coach's voice mostly vanishes.
+2. **Self-word gate**: a command whose phrase words all occur in a sentence the coach
+   was playing within ``window_ms`` of the phrase is suspect (the canceller may not have
+   adapted yet, or the room echo may be longer than its filter). Such a command is kept
+   only with evidence that a person said it: the residual after cancellation must still
+   carry at least ``min_residual_ratio`` of the microphone energy over the phrase (the
+   canceller removes the coach, not the user) *and* the canceller must have shown it can
+   remove the coach (``min_erle_db`` of echo return loss enhancement measured over the
+   recent playback), *and* the phrase confidence must reach ``min_confidence``.
+
+The microphone is never muted: a command that is not in the sentence being played (the
+user's "pain" over "breathe out slowly") passes as usual, and a command that is in it
+passes when the evidence above says it is the user's voice (barge-in).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from coach.listen.engine import SAMPLE_RATE_HZ, PcmBlock
+from coach.listen.vocabulary import normalize_phrase
+
+FRAME_SAMPLES = 160
+"""10 ms at 16 kHz: the canceller's frame, and the unit of the energy history."""
+FRAME_MS = FRAME_SAMPLES * 1000 // SAMPLE_RATE_HZ
+WORD_MS = 1200
+"""Span before a word's end excluded when judging the canceller (the word, and the
+lateness of a word end estimated by voice activity)."""
+_PLAYING_ENERGY = 1e4
+"""Mean square above which the reference counts as playing (about -50 dBFS)."""
+
+
+class EchoCanceller:
+    """Speex acoustic echo canceller over arbitrary block sizes (carries partial frames)."""
+
+    def __init__(self, filter_ms: int = 200) -> None:
+        from speexdsp import EchoCanceller as Speex
+
+        self._speex: Any = Speex.create(
+            FRAME_SAMPLES, filter_ms * SAMPLE_RATE_HZ // 1000, SAMPLE_RATE_HZ
+        )
+        self._mic = np.zeros(0, np.int16)
+        self._ref = np.zeros(0, np.int16)
+
+    def process(self, mic: PcmBlock, reference: PcmBlock) -> tuple[PcmBlock, PcmBlock, PcmBlock]:
+        """Whole frames of (residual, microphone, reference) ready so far."""
+        self._mic = np.concatenate([self._mic, mic])
+        self._ref = np.concatenate([self._ref, reference])
+        frames = len(self._mic) // FRAME_SAMPLES
+        n = frames * FRAME_SAMPLES
+        mic_ready, self._mic = self._mic[:n], self._mic[n:]
+        ref_ready, self._ref = self._ref[:n], self._ref[n:]
+        out = np.empty(n, np.int16)
+        for i in range(frames):
+            s = slice(i * FRAME_SAMPLES, (i + 1) * FRAME_SAMPLES)
+            cleaned = self._speex.process(mic_ready[s].tobytes(), ref_ready[s].tobytes())
+            out[s] = np.frombuffer(cleaned, np.int16)
+        return out, mic_ready, ref_ready
+
+
+class WebRtcEchoCanceller:
+    """WebRTC audio processing (AEC3, with its own delay estimation and echo suppressor)."""
+
+    def __init__(self, filter_ms: int = 200) -> None:
+        del filter_ms  # AEC3 sizes its filter itself
+        import aec_audio_processing  # type: ignore[import-untyped]
+
+        self._apm: Any = aec_audio_processing.AudioProcessor(
+            enable_aec=True, enable_ns=False, enable_agc=False, enable_vad=False
+        )
+        self._apm.set_stream_format(SAMPLE_RATE_HZ, 1)
+        self._apm.set_reverse_stream_format(SAMPLE_RATE_HZ, 1)
+        self._apm.set_stream_delay(0)
+        self._mic = np.zeros(0, np.int16)
+        self._ref = np.zeros(0, np.int16)
+
+    def process(self, mic: PcmBlock, reference: PcmBlock) -> tuple[PcmBlock, PcmBlock, PcmBlock]:
+        """Whole frames of (residual, microphone, reference) ready so far."""
+        self._mic = np.concatenate([self._mic, mic])
+        self._ref = np.concatenate([self._ref, reference])
+        n = len(self._mic) // FRAME_SAMPLES * FRAME_SAMPLES
+        mic_ready, self._mic = self._mic[:n], self._mic[n:]
+        ref_ready, self._ref = self._ref[:n], self._ref[n:]
+        out = np.empty(n, np.int16)
+        for start in range(0, n, FRAME_SAMPLES):
+            s = slice(start, start + FRAME_SAMPLES)
+            self._apm.process_reverse_stream(ref_ready[s].tobytes())
+            out[s] = np.frombuffer(self._apm.process_stream(mic_ready[s].tobytes()), np.int16)
+        return out, mic_ready, ref_ready
+
+
+Canceller = EchoCanceller | WebRtcEchoCanceller
+CANCELLERS: dict[str, Callable[[int], Canceller]] = {
+    "speex": EchoCanceller,
+    "webrtc": WebRtcEchoCanceller,
+}
+"""Echo cancellers by name (maintained libraries). Speex is the default: on the Korean
+barge-in and self-trigger runs it heard more user commands and no coach words, where
+WebRTC AEC3 (no delay given) let one coach word through at the start of playback."""
+
+
+def suppress_residual_echo(
+    residual: PcmBlock,
+    mic: PcmBlock,
+    reference: PcmBlock,
+    min_ratio: float = 0.05,
+    gain: float = 0.03,
+) -> PcmBlock:
+    """Attenuate frames where the canceller removed most of the microphone signal.
+
+    A linear canceller leaves the coach's voice 15-25 dB down, and a recognizer still
+    hears words in it. A frame while the coach plays whose residual keeps less than
+    ``min_ratio`` of the microphone energy (13 dB) is echo, not a person: it is scaled
+    by ``gain``. A person talking over the coach keeps a residual near the mic level, so
+    barge-in passes untouched.
+    """
+    out = residual.copy()
+    mic_e = frame_energies(mic)
+    res_e = frame_energies(residual)
+    ref_e = frame_energies(reference)
+    for i in np.flatnonzero((ref_e > _PLAYING_ENERGY) & (res_e < min_ratio * mic_e)):
+        s = slice(i * FRAME_SAMPLES, (i + 1) * FRAME_SAMPLES)
+        out[s] = (out[s].astype(np.float32) * gain).astype(np.int16)
+    return out
+
+
+def frame_energies(pcm: PcmBlock) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Mean square per whole 10 ms frame."""
+    frames = len(pcm) // FRAME_SAMPLES
+    x = pcm[: frames * FRAME_SAMPLES].astype(np.float64).reshape(frames, FRAME_SAMPLES)
+    return np.asarray((x * x).mean(axis=1), dtype=np.float64)
+
+
+class EnergyHistory:
+    """Per-frame energies of microphone, residual and reference for the last ``keep_ms``."""
+
+    def __init__(self, keep_ms: int = 12_000) -> None:
+        self._keep = keep_ms // FRAME_MS
+        self.mic: deque[float] = deque(maxlen=self._keep)
+        self.residual: deque[float] = deque(maxlen=self._keep)
+        self.reference: deque[float] = deque(maxlen=self._keep)
+        self._frames = 0
+
+    def add(self, mic: PcmBlock, residual: PcmBlock, reference: PcmBlock) -> None:
+        """Append whole frames (all three blocks have the same length)."""
+        for m, r, f in zip(
+            frame_energies(mic), frame_energies(residual), frame_energies(reference), strict=True
+        ):
+            self.mic.append(float(m))
+            self.residual.append(float(r))
+            self.reference.append(float(f))
+            self._frames += 1
+
+    def window(self, start_ms: int, end_ms: int) -> tuple[float, float, float]:
+        """Summed (mic, residual, reference) energy over a stream-time window."""
+        oldest = self._frames - len(self.mic)
+        lo = max(start_ms // FRAME_MS, oldest) - oldest
+        hi = min(max(end_ms // FRAME_MS, 0), self._frames) - oldest
+        if hi <= lo:
+            return 0.0, 0.0, 0.0
+        idx = range(lo, hi)
+        return (
+            sum(self.mic[i] for i in idx),
+            sum(self.residual[i] for i in idx),
+            sum(self.reference[i] for i in idx),
+        )
+
+    def erle_db(self, before_ms: int, span_ms: int = 8000) -> float:
+        """How much the canceller reduced the coach's voice over recent playback, in dB.
+
+        Measured on the frames before ``before_ms`` in which the reference was playing.
+        """
+        oldest = self._frames - len(self.mic)
+        hi = min(before_ms // FRAME_MS, self._frames) - oldest
+        lo = max(hi - span_ms // FRAME_MS, 0)
+        mic = residual = 0.0
+        for i in range(lo, max(hi, lo)):
+            if self.reference[i] > _PLAYING_ENERGY:
+                mic += self.mic[i]
+                residual += self.residual[i]
+        if mic <= 0.0:
+            return 0.0
+        return float(10 * np.log10(mic / max(residual, 1e-9)))
+
+
+@dataclass
+class PlayedSentence:
+    """A sentence the coach was playing, in the microphone's clock."""
+
+    words: tuple[str, ...]
+    start_ms: int
+    end_ms: int
+
+
+@dataclass(frozen=True)
+class GateRule:
+    """What a command found in the coach's own sentence needs to pass (see module doc)."""
+
+    window_ms: int = 1500
+    min_residual_ratio: float = 0.25
+    min_erle_db: float = 6.0
+    min_confidence: float = 0.8
+
+
+def _contains(sentence: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
+    # Korean attaches endings to words ("아파요"), so a phrase word also matches the
+    # start of a played word.
+    return all(any(w.startswith(p) for w in sentence) for p in phrase)
+
+
+class SelfWordGate:
+    """Remembers what the coach said when, and judges commands that echo it."""
+
+    def __init__(self, rule: GateRule | None = None) -> None:
+        self.rule = rule or GateRule()
+        self._played: deque[PlayedSentence] = deque(maxlen=64)
+
+    def playing(self, text: str, start_ms: int, end_ms: int) -> None:
+        """The coach was playing ``text`` from ``start_ms`` to ``end_ms`` (mic clock)."""
+        words = tuple(normalize_phrase(text).split())
+        if not words:
+            return
+        last = self._played[-1] if self._played else None
+        if last is not None and last.words == words and start_ms - last.end_ms <= FRAME_MS * 5:
+            last.end_ms = max(last.end_ms, end_ms)
+        else:
+            self._played.append(PlayedSentence(words, start_ms, end_ms))
+
+    def suspect(self, phrases: Iterable[str], start_ms: int, end_ms: int) -> bool:
+        """Whether one of the command's phrases was in a sentence played near its time.
+
+        All the command's phrases count, not only the one heard: the recognizer may hear
+        the coach's "아파" as its sibling phrase "아프다".
+        """
+        wanted = [tuple(p.split()) for p in phrases]
+        lo, hi = start_ms - self.rule.window_ms, end_ms + self.rule.window_ms
+        return any(
+            s.start_ms <= hi and s.end_ms >= lo and any(_contains(s.words, w) for w in wanted)
+            for s in self._played
+        )
+
+    def playing_during(self, energies: EnergyHistory, start_ms: int, end_ms: int) -> bool:
+        """Whether the reference was audibly playing while the phrase was spoken."""
+        _, _, reference = energies.window(start_ms, end_ms)
+        frames = max(1, (end_ms - start_ms) // FRAME_MS)
+        return reference / frames > _PLAYING_ENERGY
+
+    def passes(
+        self,
+        phrases: Iterable[str],
+        confidence: float,
+        start_ms: int,
+        end_ms: int,
+        energies: EnergyHistory | None,
+    ) -> bool:
+        """Whether a command (its phrases, the confidence and time it was heard with) is
+        the user's, not the coach's."""
+        # Over the coach's voice, any command needs a canceller that has adapted (measured
+        # before the word; a partial result's start time can be far too early): before
+        # that, the residual is the coach, and the recognizer hears words in it.
+        if (
+            energies is not None
+            and self.playing_during(energies, start_ms, end_ms)
+            and energies.erle_db(end_ms - WORD_MS) < self.rule.min_erle_db
+        ):
+            return False
+        if not self.suspect(phrases, start_ms, end_ms):
+            return True
+        if energies is None or confidence < self.rule.min_confidence:
+            return False
+        mic, residual, _ = energies.window(start_ms, end_ms)
+        if mic <= 0.0 or residual / mic < self.rule.min_residual_ratio:
+            return False
+        return energies.erle_db(end_ms - WORD_MS) >= self.rule.min_erle_db

@@ -1,0 +1,193 @@
+"""The Listener: microphone blocks (and what the coach played) in, CommandEvents out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from coach.listen.commands import Command, CommandEvent
+from coach.listen.echo import (
+    CANCELLERS,
+    FRAME_MS,
+    FRAME_SAMPLES,
+    Canceller,
+    EnergyHistory,
+    SelfWordGate,
+    frame_energies,
+    suppress_residual_echo,
+)
+from coach.listen.engine import SAMPLE_RATE_HZ, Engine, Hypothesis, PcmBlock
+from coach.listen.judge import Judge, SpeechSpan, Threshold
+
+
+def _as_int16(pcm: np.ndarray[Any, Any]) -> PcmBlock:
+    array = np.asarray(pcm).reshape(-1)
+    if np.issubdtype(array.dtype, np.floating):
+        return np.clip(np.round(array * 32767.0), -32768, 32767).astype(np.int16)
+    return array.astype(np.int16, copy=False)
+
+
+def _ms(samples: int) -> int:
+    return samples * 1000 // SAMPLE_RATE_HZ
+
+
+class VoiceActivity:
+    """Energy voice activity on 10 ms frames, against a tracked noise floor.
+
+    Tells the judge when the current utterance started and ended, so an early
+    (partial) command gets a word end time and is emitted once the speaker stops.
+    """
+
+    def __init__(self, ratio: float = 8.0, min_energy: float = 1e4, gap_ms: int = 300) -> None:
+        self.ratio = ratio
+        """A frame is voiced above ``ratio`` x noise floor (8 = 9 dB) ..."""
+        self.min_energy = min_energy
+        """... and above this mean square (1e4 = about -50 dBFS)."""
+        self.gap_ms = gap_ms
+        """Silence shorter than this does not end an utterance."""
+        self._floor = min_energy / ratio
+        self._frames = 0
+        self._start_ms = -1
+        self._end_ms = -1
+
+    def add(self, energies: Iterable[float]) -> None:
+        """Account for the next frames' mean squares."""
+        for energy in energies:
+            self._floor = energy if energy < self._floor else self._floor * 1.005
+            self._frames += 1
+            if energy > max(self._floor * self.ratio, self.min_energy):
+                now = self._frames * FRAME_MS
+                if self._start_ms < 0 or now - FRAME_MS - self._end_ms > self.gap_ms:
+                    self._start_ms = now - FRAME_MS
+                self._end_ms = now
+
+    def span(self) -> SpeechSpan | None:
+        """The latest utterance and the silence since it, if any speech was heard."""
+        if self._start_ms < 0:
+            return None
+        now = self._frames * FRAME_MS
+        return SpeechSpan(self._start_ms, self._end_ms, now - self._end_ms)
+
+
+class Listener:
+    """Streams 16 kHz mono int16 blocks through echo cancellation, an engine and the judge.
+
+    All times are in the input stream's clock: the samples fed so far. Feed every
+    microphone block in order; pass the block the speaker played at the same time as
+    ``reference`` and the sentence being played as ``playing_text`` so the listener
+    does not hear the coach's own voice (see ``coach.listen.echo``).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        thresholds: dict[Command, Threshold] | None = None,
+        gate: SelfWordGate | None = None,
+        echo_filter_ms: int = 200,
+        canceller: str = "speex",
+    ) -> None:
+        self.engine = engine
+        self.judge = (
+            Judge(engine.vocabulary) if thresholds is None else Judge(engine.vocabulary, thresholds)
+        )
+        self.gate = gate or SelfWordGate()
+        self.energies = EnergyHistory()
+        self.voice = VoiceActivity()
+        self._echo_filter_ms = echo_filter_ms
+        self._canceller_factory = CANCELLERS[canceller]
+        self._canceller: Canceller | None = None
+        self._samples_in = 0
+        self._carry = np.zeros(0, np.int16)
+        self._carry_ref = np.zeros(0, np.int16)
+        self.dropped: list[CommandEvent] = []
+        """Commands the self-word gate rejected (for diagnostics)."""
+
+    @property
+    def stream_ms(self) -> int:
+        """Microphone audio fed so far, in ms."""
+        return _ms(self._samples_in)
+
+    def playing(self, text: str, start_ms: int, end_ms: int) -> None:
+        """Tell the listener the coach played ``text`` over this span of the mic clock."""
+        self.gate.playing(text, start_ms, end_ms)
+
+    def feed(
+        self,
+        mic: np.ndarray[Any, Any],
+        reference: np.ndarray[Any, Any] | None = None,
+        playing_text: str | None = None,
+    ) -> list[CommandEvent]:
+        """Feed one microphone block; the commands it completed.
+
+        ``reference`` (same length as ``mic``) is what the speaker played meanwhile.
+        Both are 16 kHz mono: int16, or float in [-1, 1] (converted).
+        """
+        mic = _as_int16(mic)
+        start_ms = self.stream_ms
+        self._samples_in += len(mic)
+        if playing_text:
+            self.gate.playing(playing_text, start_ms, self.stream_ms)
+        if reference is not None:
+            reference = _as_int16(reference)
+            if len(reference) != len(mic):
+                raise ValueError("reference block must have the same length as the mic block")
+            if self._canceller is None:
+                self._canceller = self._canceller_factory(self._echo_filter_ms)
+        else:
+            reference = np.zeros(len(mic), np.int16)
+        return self._run(mic, reference)
+
+    def finish(self) -> list[CommandEvent]:
+        """End of input: the commands of the last, unfinished utterance."""
+        # Pad so the last partial 10 ms frame reaches the engine (pad not counted).
+        pad = np.zeros(FRAME_SAMPLES - 1, np.int16)
+        events = self._run(pad, pad)
+        for hypothesis in self.engine.flush():
+            events += self._judge(hypothesis)
+        return events
+
+    def _run(self, mic: PcmBlock, reference: PcmBlock) -> list[CommandEvent]:
+        if len(self._carry):
+            mic = np.concatenate([self._carry, mic])
+            reference = np.concatenate([self._carry_ref, reference])
+            self._carry = self._carry_ref = np.zeros(0, np.int16)
+        if self._canceller is not None:
+            residual, mic_frames, ref_frames = self._canceller.process(mic, reference)
+            residual = suppress_residual_echo(residual, mic_frames, ref_frames)
+        else:
+            # No reference yet: only cut whole frames, so energies stay frame-aligned.
+            n = len(mic) // FRAME_SAMPLES * FRAME_SAMPLES
+            mic_frames, self._carry = mic[:n], mic[n:]
+            ref_frames, self._carry_ref = reference[:n], reference[n:]
+            residual = mic_frames
+        self.energies.add(mic_frames, residual, ref_frames)
+        self.voice.add(frame_energies(residual))
+        events: list[CommandEvent] = []
+        for hypothesis in self.engine.accept(residual):
+            events += self._judge(hypothesis)
+        return events
+
+    def _judge(self, hypothesis: Hypothesis) -> list[CommandEvent]:
+        verdict = self.judge.consider(hypothesis, self.voice.span())
+        if verdict is None:
+            return []
+        event = CommandEvent(
+            command=verdict.command,
+            phrase=verdict.phrase,
+            confidence=verdict.confidence,
+            word_end_ms=verdict.word_end_ms,
+            detected_ms=self.stream_ms,
+        )
+        if not self.gate.passes(
+            self.engine.vocabulary.phrases.get(verdict.command, (verdict.phrase,)),
+            verdict.confidence,
+            verdict.word_start_ms,
+            verdict.word_end_ms,
+            self.energies,
+        ):
+            self.dropped.append(event)
+            return []
+        return [event]

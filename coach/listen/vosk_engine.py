@@ -1,0 +1,235 @@
+"""The Vosk (Kaldi) engine: grammar-restricted streaming recognition with word times."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from coach.errors import CoachError
+from coach.listen.engine import SAMPLE_RATE_HZ, Hypothesis, PcmBlock, Word
+from coach.listen.vocabulary import Vocabulary
+
+UNKNOWN_WORDS = ("[unk]", "<UNK>", "<unk>")
+"""Unknown-word symbols, in the order Vosk models spell them."""
+
+PARTIAL_EVERY_MS = 60
+"""How often (in audio) the engine asks Vosk for a partial result."""
+
+_FST_MAGIC = 2125659606
+_SYMBOL_TABLE_MAGIC = 2125658996
+_HAS_INPUT_SYMBOLS = 1
+_HAS_OUTPUT_SYMBOLS = 2
+
+
+def check_model_dir(path: Path) -> None:
+    """Raise CoachError naming the folder and what is missing, before Vosk sees it.
+
+    ``vosk.Model`` on an incomplete folder logs from C++ and may abort; checking the
+    files first keeps the error a one-line message.
+    """
+    if not path.is_dir():
+        raise CoachError(f"Vosk model folder not found: {path}")
+    missing: list[str] = []
+    empty: list[str] = []
+
+    def need(relative: str) -> None:
+        file = path / relative
+        if not file.is_file():
+            missing.append(relative)
+        elif file.stat().st_size == 0:
+            empty.append(relative)
+
+    need("am/final.mdl")
+    need("conf/mfcc.conf")
+    graph = path / "graph"
+    if (graph / "HCLG.fst").is_file():
+        need("graph/HCLG.fst")
+        need("graph/words.txt")
+    elif (graph / "HCLr.fst").is_file() or (graph / "Gr.fst").is_file():
+        need("graph/HCLr.fst")
+        need("graph/Gr.fst")
+    else:
+        missing.append("graph/HCLG.fst (or graph/HCLr.fst + graph/Gr.fst)")
+    if missing or empty:
+        parts = []
+        if missing:
+            parts.append("missing " + ", ".join(missing))
+        if empty:
+            parts.append("empty (corrupt) " + ", ".join(empty))
+        raise CoachError(
+            f"Vosk model in {path} is incomplete: {'; '.join(parts)}; "
+            "reinstall it (coach models install NAME) or point --model at a complete folder"
+        )
+
+
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise ValueError("truncated")
+    return data
+
+
+def _read_string(stream: BinaryIO) -> str:
+    (length,) = struct.unpack("<i", _read_exact(stream, 4))
+    if not 0 <= length < 1 << 20:
+        raise ValueError("bad string length")
+    return _read_exact(stream, length).decode("utf-8")
+
+
+def _read_symbols(stream: BinaryIO) -> list[str]:
+    (magic,) = struct.unpack("<i", _read_exact(stream, 4))
+    if magic != _SYMBOL_TABLE_MAGIC:
+        raise ValueError("no symbol table")
+    _read_string(stream)
+    _available, size = struct.unpack("<qq", _read_exact(stream, 16))
+    words = []
+    for _ in range(size):
+        words.append(_read_string(stream))
+        _read_exact(stream, 8)
+    return words
+
+
+def read_fst_output_symbols(path: Path) -> list[str]:
+    """The output symbol table stored in an OpenFst file header (a grammar's words)."""
+    with path.open("rb") as stream:
+        (magic,) = struct.unpack("<i", _read_exact(stream, 4))
+        if magic != _FST_MAGIC:
+            raise ValueError("not an OpenFst file")
+        _read_string(stream)  # fst type
+        _read_string(stream)  # arc type
+        _version, flags = struct.unpack("<ii", _read_exact(stream, 8))
+        _read_exact(stream, 8 + 8 + 8 + 8)  # properties, start, states, arcs
+        if not flags & _HAS_OUTPUT_SYMBOLS:
+            raise ValueError("no output symbols")
+        if flags & _HAS_INPUT_SYMBOLS:
+            _read_symbols(stream)
+        return _read_symbols(stream)
+
+
+def model_words(path: Path) -> set[str] | None:
+    """The words the model can recognize, or None when the folder does not say."""
+    words_txt = path / "graph" / "words.txt"
+    if words_txt.is_file():
+        with words_txt.open(encoding="utf-8") as lines:
+            return {line.split(maxsplit=1)[0] for line in lines if line.strip()}
+    grammar = path / "graph" / "Gr.fst"
+    if grammar.is_file():
+        try:
+            return set(read_fst_output_symbols(grammar))
+        except (ValueError, UnicodeDecodeError, struct.error):
+            return None
+    return None
+
+
+class VoskModel:
+    """A loaded Vosk model (large; load once, share between engines)."""
+
+    def __init__(self, path: Path) -> None:
+        check_model_dir(path)
+        import vosk
+
+        vosk.SetLogLevel(-1)
+        try:
+            self.model: Any = vosk.Model(str(path))
+        except Exception as err:
+            raise CoachError(f"Vosk could not load the model in {path}: {err}") from err
+        self.path = path
+        self._words: set[str] | None = None
+        self._words_read = False
+
+    @property
+    def words(self) -> set[str] | None:
+        """The model's vocabulary (read lazily from words.txt or Gr.fst)."""
+        if not self._words_read:
+            self._words = model_words(self.path)
+            self._words_read = True
+        return self._words
+
+    @property
+    def supports_grammar(self) -> bool:
+        """Whether the graph can be restricted at run time (lookahead HCLr + Gr)."""
+        return (self.path / "graph" / "Gr.fst").is_file()
+
+    def unknown_word(self) -> str | None:
+        """The model's symbol for unknown speech, if it has one."""
+        words = self.words
+        if words is None:
+            return "[unk]"
+        return next((w for w in UNKNOWN_WORDS if w in words), None)
+
+
+class VoskEngine:
+    """Vosk restricted to the command phrases, filler words and the unknown word."""
+
+    name = "vosk"
+
+    def __init__(self, model: VoskModel, vocabulary: Vocabulary) -> None:
+        import vosk
+
+        known = model.words
+        if known is not None:
+            vocabulary, self.dropped_phrases = vocabulary.restricted_to(known)
+        else:
+            self.dropped_phrases = []
+        if not vocabulary.phrases:
+            raise CoachError(
+                f"none of the {vocabulary.language!r} command phrases is in the vocabulary "
+                f"of the Vosk model in {model.path}; is it a model for that language?"
+            )
+        self.vocabulary = vocabulary
+        unknown = model.unknown_word()
+        fillers = set(vocabulary.garbage) | set(UNKNOWN_WORDS)
+        self.filler_words = frozenset(fillers)
+        grammar = [p for _, p in vocabulary.all_phrases()] + list(vocabulary.garbage)
+        if unknown is not None:
+            grammar.append(unknown)
+        self._recognizer: Any = vosk.KaldiRecognizer(
+            model.model, SAMPLE_RATE_HZ, json.dumps(grammar, ensure_ascii=False)
+        )
+        self._recognizer.SetWords(True)
+        # No SetPartialWords: with it, Vosk 0.3.45 returns empty partials on grammars.
+        self._samples = 0
+        self._partial_due = 0
+
+    @property
+    def stream_ms(self) -> int:
+        """Audio consumed so far, in ms."""
+        return self._samples * 1000 // SAMPLE_RATE_HZ
+
+    def accept(self, pcm: PcmBlock) -> list[Hypothesis]:
+        """Feed one block; a final hypothesis when Vosk closes an utterance, else a partial."""
+        if pcm.size == 0:
+            return []
+        self._samples += int(pcm.size)
+        if self._recognizer.AcceptWaveform(pcm.tobytes()):
+            return self._final(self._recognizer.Result())
+        # The decoder advances in chunks of a few hundred ms; asking for the partial
+        # after every 20 ms block only costs CPU.
+        if self._samples < self._partial_due:
+            return []
+        self._partial_due = self._samples + PARTIAL_EVERY_MS * SAMPLE_RATE_HZ // 1000
+        text = str(json.loads(self._recognizer.PartialResult()).get("partial", ""))
+        words = tuple(Word(w, -1, -1, 1.0) for w in text.split())
+        return [Hypothesis(words, final=False, stream_ms=self.stream_ms)] if words else []
+
+    def flush(self) -> list[Hypothesis]:
+        """Finalize the running utterance."""
+        return self._final(self._recognizer.FinalResult())
+
+    def _final(self, result_json: str) -> list[Hypothesis]:
+        words = self._words(json.loads(result_json).get("result", []))
+        return [Hypothesis(words, final=True, stream_ms=self.stream_ms)] if words else []
+
+    @staticmethod
+    def _words(raw: list[dict[str, Any]]) -> tuple[Word, ...]:
+        return tuple(
+            Word(
+                text=str(w["word"]),
+                start_ms=round(float(w["start"]) * 1000),
+                end_ms=round(float(w["end"]) * 1000),
+                confidence=float(w.get("conf", 1.0)),
+            )
+            for w in raw
+        )

