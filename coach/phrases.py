@@ -18,7 +18,8 @@ COMMAND_WORDS: tuple[str, ...] = (
 
 COMMANDS_HELP = (
     "You can talk to me at any time. "
-    "Say stop to end the session, or pain if anything hurts. "
+    "Say pain if anything hurts, and I stop at once. "
+    "Say stop to pause, and stop again to end. "
     "Say next to skip ahead, pause to take a break, and repeat to hear the last instruction again. "
     "Say slower or faster to change the pace, and help to hear this again."
 )

