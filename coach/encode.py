@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -48,7 +49,33 @@ _COMPRESSION: dict[AudioFormat, tuple[float, str | None]] = {
 }
 
 WRITE_BLOCK_SAMPLES = 1 << 14
-"""Samples per write: libsndfile's Vorbis encoder crashes on very large writes."""
+"""Samples per write for the lossy encoders: libsndfile's Vorbis encoder crashes on very
+large writes."""
+PCM_BLOCK_SAMPLES = 1 << 16
+"""Samples per write for 16-bit PCM (WAV, FLAC): fewer calls, still a small buffer."""
+INT16_FULL_SCALE = 32768
+"""16-bit samples are float samples times 32768, the scale libsndfile (and soundfile)
+divide by when reading them back, so a sample decodes to the value that was written."""
+
+
+class Samples(Protocol):
+    """Mono float32 audio that can be read a slice at a time (an array, or a lazy track)."""
+
+    def __len__(self) -> int:
+        """Number of samples."""
+        ...
+
+    def __getitem__(self, index: slice, /) -> npt.NDArray[np.float32]:
+        """Samples ``index.start`` to ``index.stop`` (step 1) as a float32 array."""
+        ...
+
+
+def to_int16(block: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
+    """Float samples in [-1, 1) as 16-bit PCM: scaled by 32768, rounded, clipped."""
+    scaled = np.multiply(block, np.float32(INT16_FULL_SCALE), dtype=np.float32)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, -INT16_FULL_SCALE, INT16_FULL_SCALE - 1, out=scaled)
+    return scaled.astype(np.int16)
 
 
 def format_names() -> list[str]:
@@ -75,7 +102,7 @@ def audio_format(path: Path, fmt: str | None = None) -> AudioFormat:
 
 def write_audio(
     target: Path,
-    pcm: npt.NDArray[np.float32],
+    pcm: Samples | npt.NDArray[np.float32],
     sample_rate_hz: int,
     fmt: AudioFormat,
     *,
@@ -85,6 +112,9 @@ def write_audio(
 ) -> None:
     """Encode mono float32 ``pcm`` into the file ``target`` (created or overwritten).
 
+    ``pcm`` is read a block at a time, so it may be a lazy track that makes each
+    block on demand (the whole track is never in memory). WAV and FLAC get 16-bit
+    samples converted here (see :func:`to_int16`); MP3 and Vorbis are given floats.
     ``title``/``artist`` become the file's own tags (RIFF INFO in WAV, ID3 in MP3,
     Vorbis comments in OGG/FLAC). ``step(n)`` is told each time ``n`` samples are
     written. Failures (disk full) raise OSError or ``soundfile.LibsndfileError``; the
@@ -104,8 +134,10 @@ def write_audio(
     ) as sound:
         sound.title = title
         sound.artist = artist
-        for start in range(0, len(pcm), WRITE_BLOCK_SAMPLES):
-            block = pcm[start : start + WRITE_BLOCK_SAMPLES]
-            sound.write(block)
+        pcm16 = subtype == "PCM_16"
+        size = PCM_BLOCK_SAMPLES if pcm16 else WRITE_BLOCK_SAMPLES
+        for start in range(0, len(pcm), size):
+            block = np.asarray(pcm[start : start + size], np.float32)
+            sound.write(to_int16(block) if pcm16 else block)
             if step:
                 step(len(block))

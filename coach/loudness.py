@@ -1,32 +1,45 @@
 """Loudness for the rendered track: -16 LUFS integrated, true peak at most -1 dBTP.
 
-Integrated loudness is measured by pyloudnorm (ITU-R BS.1770-4); true peak by
-4x oversampling with ``scipy.signal.resample_poly`` (BS.1770-4 Annex 2). A
-look-ahead peak limiter keeps the true peak under the ceiling without pumping:
-it only acts on the peaks above the ceiling, and its gain holds through a
-syllable instead of following every pitch pulse.
+A session is a few dozen distinct sounds (phrases, earcons) placed many times
+in silence. Both measures are computed exactly from those distinct sounds, each
+analysed once, without ever mixing the track:
 
-A session is a few dozen distinct sounds (phrases, earcons) placed many times,
-so limiting works on each distinct sound once, while loudness is always
-measured on the whole mixed track.
+- Integrated loudness (ITU-R BS.1770-4, exactly as ``pyloudnorm.Meter`` computes
+  it: its K-weighting filters, its 400 ms blocks every 100 ms, its gating). The
+  K-weighting is linear and starts from rest, and the sounds do not overlap, so
+  the energy of the K-weighted track between two samples is the sum of each
+  placed sound's own K-weighted energy there (including the filter's ring-out
+  after the sound). Each sound's cumulative energy is kept at just the block
+  edges its placements need, which also handles blocks that straddle sound and
+  silence; silence costs nothing.
+- True peak (BS.1770-4 Annex 2): the 4x oversampled signal of
+  ``scipy.signal.resample_poly`` (same filter, computed per polyphase branch in
+  float32). The filter reaches 10 samples either side, so the track's true peak
+  is the highest of its sounds'.
+
+A look-ahead peak limiter keeps the true peak under the ceiling without pumping:
+it only acts on the peaks above the ceiling, and its gain holds through a
+syllable instead of following every pitch pulse. Each distinct sound is limited
+once, so a phrase sounds the same every time it is said.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import pyloudnorm
 from pyloudnorm.iirfilter import IIRfilter
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.signal import butter, resample_poly, sosfilt
+from scipy.signal import butter, firwin, sosfilt
 
 Pcm = npt.NDArray[np.float32]
+Floats = npt.NDArray[np.float64]
+Indices = npt.NDArray[np.int64]
 K = TypeVar("K")
 
 TARGET_LUFS = -16.0
@@ -36,10 +49,12 @@ MAX_TRUE_PEAK_DBTP = -1.0
 
 OVERSAMPLING = 4
 """True-peak oversampling factor (BS.1770 asks for at least 4x below 96 kHz)."""
-CHUNK_SAMPLES = 1 << 18
-"""Samples processed at a time (about 12 s at 22,050 Hz): bounds memory, not results."""
-_PAD_SAMPLES = 64
-"""Context each side of a chunk for the oversampling filter (longer than its half-length)."""
+_HALF_TAPS = 10 * OVERSAMPLING
+"""Half-length of ``resample_poly``'s default filter for 4x: 10 input samples each side."""
+_REACH = _HALF_TAPS // OVERSAMPLING
+"""Input samples either side that one oversampled value depends on."""
+CHUNK_SAMPLES = 1 << 15
+"""Samples processed at a time (about 1.5 s at 22,050 Hz): fits the CPU cache, bounds memory."""
 
 LIMITER_RAMP_MS = 20
 """Limiter attack and release ramp; also its look-ahead, so it is ready before the peak."""
@@ -49,12 +64,15 @@ gain does not follow each glottal pulse (which would be heard as buzzing or pump
 
 GATING_BLOCK_S = 0.4
 """BS.1770 gating block, with 75% overlap (a new block every 100 ms)."""
-_MEASURE_BLOCKS = 300
-"""Gating blocks measured per pyloudnorm call (30 s): bounds memory on long sessions."""
-_PREROLL_HOPS = 5
+_BLOCK_OVERLAP = 0.75
+K_TAIL_SAMPLES = 2048
+"""K-weighting ring-out counted after each sound (93 ms at 22,050 Hz). The slowest pole
+(the 38 Hz high-pass) decays by e in 4 ms: beyond this the ring-out carries less than
+1e-18 of the sound's energy."""
 _ENERGY_STEP = 8
-"""Keep a sound's cumulative energy every 8 samples (memory); hop edges round to it."""
-"""Audio (in 100 ms hops) fed before each measured stretch so the K-filter has settled."""
+"""Energy kept per 8 samples for estimates under a limiter's moving gain."""
+SEARCH_TOLERANCE_LU = 0.02
+"""How close to the target the gain search, then the exact measure, must come."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +80,9 @@ class LoudnessReport:
     """What levelling did: final loudness and true peak, and how much limiting."""
 
     loudness_lufs: float
-    """Integrated loudness of the levelled track, measured."""
+    """Integrated loudness of the levelled track (exact, as pyloudnorm measures the mix)."""
     true_peak_dbtp: float
-    """Highest true peak of the levelled sounds."""
+    """Highest true peak of the levelled sounds (exact, 4x oversampled)."""
     gain_db: float
     """Overall gain applied (before the limiter's local reductions)."""
     limited_sounds: int
@@ -81,71 +99,388 @@ def gain_to_db(gain: float) -> float:
     return 20.0 * math.log10(gain) if gain > 0 else -math.inf
 
 
-def _oversampled_peaks(segment: Pcm) -> Pcm:
-    """Per input sample, the highest absolute value of the 4x oversampled signal after it."""
-    over = np.abs(np.asarray(resample_poly(segment, OVERSAMPLING, 1), np.float32))
-    # Strided maxima: much faster than reshape(-1, 4).max(axis=1) on long arrays.
-    peaks: Pcm = np.maximum(
-        np.maximum(over[0::OVERSAMPLING], over[1::OVERSAMPLING]),
-        np.maximum(over[2::OVERSAMPLING], over[3::OVERSAMPLING]),
-    )
+# --------------------------------------------------------------------------- true peak
+
+
+@cache
+def _polyphase_taps() -> tuple[tuple[tuple[np.float32, int], ...], ...]:
+    """``resample_poly(x, 4, 1)``'s filter split by output phase: ``(coefficient, offset)``.
+
+    Output sample ``4n + p`` is the sum of ``coefficient * x[n + offset]`` over phase
+    ``p``'s taps. The filter is resample_poly's own default (a Kaiser-windowed sinc, 81
+    taps, float32 for float32 input); taps at the sinc's zeros (all of phase 0 but the
+    centre) are left out.
+    """
+    taps = np.asarray(firwin(2 * _HALF_TAPS + 1, 1.0 / OVERSAMPLING, window=("kaiser", 5.0)))
+    filt = taps.astype(np.float32) * np.float32(OVERSAMPLING)
+    phases = []
+    for phase in range(OVERSAMPLING):
+        phases.append(
+            tuple(
+                (filt[tap], (phase + _HALF_TAPS - tap) // OVERSAMPLING)
+                for tap in range(phase, len(filt), OVERSAMPLING)
+                if abs(float(filt[tap])) > 1e-6
+            )
+        )
+    return tuple(phases)
+
+
+def _peaks_between(pcm: Pcm, start: int, stop: int) -> Pcm:
+    """True-peak envelope of ``pcm[start:stop]`` (the signal is silent outside ``pcm``)."""
+    size = stop - start
+    padded = np.zeros(size + 2 * _REACH, np.float32)
+    lo, hi = max(0, start - _REACH), min(len(pcm), stop + _REACH)
+    padded[lo - start + _REACH : hi - start + _REACH] = pcm[lo:hi]
+    phases = _polyphase_taps()
+    ((centre, _),) = phases[0]
+    peaks = np.abs(padded[_REACH : _REACH + size])
+    peaks *= centre
+    branch = np.empty(size, np.float32)
+    term = np.empty(size, np.float32)
+    for taps in phases[1:]:
+        (first, offset), rest = taps[0], taps[1:]
+        np.multiply(padded[_REACH + offset : _REACH + offset + size], first, out=branch)
+        for coefficient, offset in rest:
+            np.multiply(padded[_REACH + offset : _REACH + offset + size], coefficient, out=term)
+            branch += term
+        np.abs(branch, out=branch)
+        np.maximum(peaks, branch, out=peaks)
     return peaks
+
+
+def _oversampled_peaks(pcm: Pcm) -> Pcm:
+    """Per input sample, the highest absolute value of the 4x oversampled signal after it.
+
+    Equals ``abs(resample_poly(pcm, 4, 1))`` taken four at a time (to float32
+    rounding), computed a cache-sized chunk at a time without the 4x-long array.
+    """
+    pcm = np.asarray(pcm, np.float32)
+    out = np.empty(len(pcm), np.float32)
+    for start in range(0, len(pcm), CHUNK_SAMPLES):
+        stop = min(len(pcm), start + CHUNK_SAMPLES)
+        out[start:stop] = _peaks_between(pcm, start, stop)
+    return out
+
+
+def true_peak(pcm: Pcm) -> float:
+    """True peak of ``pcm`` as a linear amplitude (4x oversampled), 0 for silence."""
+    pcm = np.asarray(pcm, np.float32)
+    top = 0.0
+    for start in range(0, len(pcm), CHUNK_SAMPLES):
+        stop = min(len(pcm), start + CHUNK_SAMPLES)
+        lo, hi = max(0, start - _REACH), min(len(pcm), stop + _REACH)
+        if pcm[lo:hi].any():
+            top = max(top, float(_peaks_between(pcm, start, stop).max()))
+    return top
 
 
 def true_peak_dbtp(pcm: Pcm) -> float:
     """True peak of ``pcm`` in dBTP (4x oversampled), -inf for silence."""
-    n = len(pcm)
-    peak = 0.0
-    for start in range(0, n, CHUNK_SAMPLES):
-        stop = min(n, start + CHUNK_SAMPLES)
-        lo, hi = max(0, start - _PAD_SAMPLES), min(n, stop + _PAD_SAMPLES)
-        segment = pcm[lo:hi]
-        if segment.any():
-            peak = max(peak, float(_oversampled_peaks(segment)[start - lo : stop - lo].max()))
-    return gain_to_db(peak)
+    return gain_to_db(true_peak(pcm))
 
 
-def _block_loudness(pcm: Pcm, sample_rate_hz: int) -> npt.NDArray[np.float64]:
-    """pyloudnorm's loudness of every 400 ms gating block of ``pcm`` (LUFS, -inf if silent).
+# --------------------------------------------------------------------------- loudness
 
-    pyloudnorm measures a whole signal at once and keeps float64 copies of it; a
-    long session is fed to it 30 s at a time (with 0.5 s of the audio before
-    each stretch, so its K-weighting filter starts settled), which gives the same
-    blocks with a bounded amount of memory.
+
+@cache
+def _k_weighting(sample_rate_hz: int) -> Floats:
+    """BS.1770's K-weighting as second-order sections, from pyloudnorm's own filter class.
+
+    The same two stages, with the same coefficients, as ``pyloudnorm.Meter``'s
+    "K-weighting" (it runs them one after the other from rest, as sosfilt does).
     """
-    meter = pyloudnorm.Meter(sample_rate_hz, block_size=GATING_BLOCK_S)
-    hop = round(GATING_BLOCK_S * 0.25 * sample_rate_hz)
-    n_blocks = max(1, round((len(pcm) / sample_rate_hz - GATING_BLOCK_S) / 0.1) + 1)
-    blocks = np.full(n_blocks, -np.inf)
-    for first in range(0, n_blocks, _MEASURE_BLOCKS):
-        last = min(n_blocks, first + _MEASURE_BLOCKS)
-        preroll = min(first, _PREROLL_HOPS)
-        lo, hi = (first - preroll) * hop, (last + 3) * hop
-        segment = pcm[lo:hi]
-        if not segment.any():
-            continue
-        if len(segment) < hi - lo:  # the last blocks reach past the end: silence there
-            segment = np.concatenate((segment, np.zeros(hi - lo - len(segment), np.float32)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # log10(0) of silent blocks
-            meter.integrated_loudness(segment.astype(np.float64))
-        measured = np.asarray(meter.blockwise_loudness, np.float64)
-        blocks[first:last] = measured[preroll : preroll + last - first]
-    return blocks
+    stages = (
+        IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, sample_rate_hz, "high_shelf"),
+        IIRfilter(0.0, 0.5, 38.0, sample_rate_hz, "high_pass"),
+    )
+    rows = [np.concatenate((stage.b * stage.passband_gain, stage.a)) for stage in stages]
+    return np.asarray(rows, np.float64)
 
 
-def integrated_loudness_lufs(pcm: Pcm, sample_rate_hz: int) -> float:
-    """Integrated loudness of ``pcm`` in LUFS (BS.1770-4 via pyloudnorm); -inf for silence.
+@dataclass(frozen=True, slots=True)
+class _Energy:
+    """A sound's K-weighted energy (ring-out included) as the loudness sums need it."""
 
-    The block loudness comes from pyloudnorm; the gating is BS.1770-4's, as in
-    ``pyloudnorm.Meter.integrated_loudness``: blocks above -70 LUFS, then above
-    the mean of those minus 10 LU.
+    at_edges: Floats
+    """Cumulative energy at the sound's needed edges (the last is its whole span)."""
+    steps: Floats | None
+    """Energy per 8 samples, for estimates under a moving gain (None if not kept)."""
+
+
+def _k_energy(pcm: Pcm, edges: Indices, sample_rate_hz: int, *, keep_steps: bool) -> _Energy:
+    """K-weighted energy of ``pcm`` followed by silence, cumulated at ``edges``.
+
+    ``edges`` are sorted sample counts in [1, len(pcm) + K_TAIL_SAMPLES]: entry i is
+    the energy of the first ``edges[i]`` samples. Filtered a chunk at a time
+    (carrying the filter state), so a long signal needs no long float64 copy.
     """
-    return _gated(_block_loudness(pcm, sample_rate_hz))
+    sos = _k_weighting(sample_rate_hz)
+    span = len(pcm) + K_TAIL_SAMPLES
+    state = np.zeros((sos.shape[0], 2))
+    at_edges = np.empty(len(edges))
+    steps = np.empty(-(-span // _ENERGY_STEP)) if keep_steps else None
+    carried = 0.0
+    found = 0
+    for start in range(0, span, CHUNK_SAMPLES):
+        stop = min(span, start + CHUNK_SAMPLES)
+        chunk = np.zeros(stop - start)
+        have = max(0, min(len(pcm), stop) - start)
+        chunk[:have] = pcm[start : start + have]
+        filtered, state = sosfilt(sos, chunk, zi=state)
+        energy = filtered * filtered
+        if steps is not None:  # chunks are whole steps except the last
+            first = start // _ENERGY_STEP
+            whole = len(energy) // _ENERGY_STEP * _ENERGY_STEP
+            count = whole // _ENERGY_STEP
+            steps[first : first + count] = energy[:whole].reshape(-1, _ENERGY_STEP).sum(axis=1)
+            if whole < len(energy):
+                steps[first + count] = energy[whole:].sum()
+        cumulative = np.cumsum(energy)
+        cumulative += carried
+        until = int(np.searchsorted(edges, stop, side="right"))
+        at_edges[found:until] = cumulative[edges[found:until] - start - 1]
+        found = until
+        carried = float(cumulative[-1])
+    return _Energy(at_edges, steps)
 
 
 Gain = float | Pcm
 """A sound's gain: one number, or one per sample where the limiter acts."""
+
+
+def _gated(mean_square: Floats) -> float:
+    """Integrated loudness from the mean square of each gating block, gated as pyloudnorm does.
+
+    BS.1770-4: blocks at or above -70 LUFS, then blocks above both -70 LUFS and the
+    mean of the first set minus 10 LU (the same comparisons and means as
+    ``pyloudnorm.Meter.integrated_loudness``, so the same result).
+    """
+    with np.errstate(divide="ignore"):
+        blocks = -0.691 + 10.0 * np.log10(mean_square)
+    audible = blocks >= -70.0
+    if not audible.any():
+        return -math.inf
+    relative_gate = -0.691 + 10.0 * math.log10(float(mean_square[audible].mean())) - 10.0
+    gated = (blocks > relative_gate) & (blocks > -70.0)
+    if not gated.any():
+        return -math.inf
+    return -0.691 + 10.0 * math.log10(float(mean_square[gated].mean()))
+
+
+class PlacedLoudness(Generic[K]):
+    """Integrated loudness of a track of sounds placed in silence, exactly, without mixing it.
+
+    ``placements`` lists ``(start sample, key)``; the track is ``total_samples``
+    long. The gating blocks are pyloudnorm's (block j spans samples
+    ``int(0.4 * (j * 0.25) * rate)`` to ``int(0.4 * (j * 0.25 + 1) * rate)``, cut at the
+    end of the track). Each block's energy is the sum over placements of the sound's
+    cumulative K-weighted energy at the block's two edges, so each distinct sound
+    is K-weighted once (at unit gain) and only its energy at the edges its
+    placements fall on is kept. A plain gain scales that exactly; a limiter's
+    gain envelope is estimated from the energy per 8 samples (for the gain
+    search); :meth:`measure` gives the exact energy of a levelled sound.
+    """
+
+    def __init__(
+        self,
+        sounds: Mapping[K, Pcm],
+        placements: Sequence[tuple[int, K]],
+        total_samples: int,
+        sample_rate_hz: int,
+        *,
+        estimates: bool = True,
+    ) -> None:
+        self.rate = sample_rate_hz
+        self.lengths = {key: len(pcm) for key, pcm in sounds.items()}
+        self._block_samples = GATING_BLOCK_S * sample_rate_hz
+        step = 1.0 - _BLOCK_OVERLAP
+        duration_s = total_samples / sample_rate_hz
+        n_blocks = max(
+            1, int(np.round((duration_s - GATING_BLOCK_S) / (GATING_BLOCK_S * step))) + 1
+        )
+        block = np.arange(n_blocks)
+        # The same float arithmetic as pyloudnorm, truncated the same way.
+        lower = (GATING_BLOCK_S * (block * step) * sample_rate_hz).astype(np.int64)
+        upper = (GATING_BLOCK_S * (block * step + 1) * sample_rate_hz).astype(np.int64)
+        ends = np.minimum(np.concatenate((lower, upper)), total_samples)
+        self._edges, where = np.unique(ends, return_inverse=True)
+        self._lower, self._upper = where[:n_blocks], where[n_blocks:]
+
+        # Per placement: the track edges inside its span, as positions in the sound's
+        # own list of needed edges.
+        relative: dict[K, list[Indices]] = {key: [] for key in sounds}
+        spans: list[tuple[K, int, int, Indices]] = []
+        for start, key in placements:
+            span = self.lengths[key] + K_TAIL_SAMPLES
+            lo = int(np.searchsorted(self._edges, start, side="right"))
+            hi = int(np.searchsorted(self._edges, start + span, side="right"))
+            inside = self._edges[lo:hi] - start
+            relative[key].append(inside)
+            spans.append((key, lo, hi, inside))
+        self.needed: dict[K, Indices] = {}
+        for key, parts in relative.items():
+            span = self.lengths[key] + K_TAIL_SAMPLES
+            self.needed[key] = np.unique(np.concatenate([*parts, [span]]).astype(np.int64))
+        self._placed = [
+            (key, lo, hi, np.searchsorted(self.needed[key], inside))
+            for key, lo, hi, inside in spans
+        ]
+        self._unit = {
+            key: _k_energy(pcm, self.needed[key], sample_rate_hz, keep_steps=estimates)
+            for key, pcm in sounds.items()
+        }
+
+    def measure(self, key: K, pcm: Pcm) -> Floats:
+        """Exact cumulative energy of ``pcm`` (sound ``key`` as levelled) at its needed edges."""
+        return _k_energy(pcm, self.needed[key], self.rate, keep_steps=False).at_edges
+
+    def energy(self, key: K, gain: Gain = 1.0) -> Floats:
+        """Cumulative energy of sound ``key`` times ``gain`` at its needed edges.
+
+        Exact for a plain gain; for a gain envelope, an estimate (see :meth:`estimate`).
+        """
+        if isinstance(gain, float):
+            return self._unit[key].at_edges * (gain * gain)
+        squared = np.asarray(gain[::_ENERGY_STEP], np.float64) ** 2
+        return self.estimate(key, lambda steps: np.resize(squared, steps))
+
+    def estimate(self, key: K, squared_steps: Callable[[int], Floats]) -> Floats:
+        """Estimated cumulative energy of sound ``key`` under a slowly moving gain.
+
+        ``squared_steps(n)`` gives the squared gain at samples 0, 8, 16, ... (n values
+        covering the sound); it scales the energy of each 8 samples, and the
+        ring-out after the sound follows the last gain. Edges round to the nearest
+        8 samples.
+        """
+        unit = self._unit[key]
+        if unit.steps is None:
+            raise ValueError("energy estimates were not kept (estimates=False)")
+        in_sound = -(-self.lengths[key] // _ENERGY_STEP)
+        squared = squared_steps(in_sound)[:in_sound]
+        tail = np.full(len(unit.steps) - in_sound, squared[-1] if in_sound else 1.0)
+        weighted = unit.steps * np.concatenate((squared, tail))
+        cumulative = np.concatenate(([0.0], np.cumsum(weighted)))
+        needed = self.needed[key]
+        at = np.minimum((needed + _ENERGY_STEP // 2) // _ENERGY_STEP, len(cumulative) - 1)
+        at[-1] = len(cumulative) - 1  # the whole span
+        return np.asarray(cumulative[at], np.float64)
+
+    def block_mean_squares(self, energies: Mapping[K, Floats]) -> Floats:
+        """Mean square of the K-weighted track in each gating block (pyloudnorm's ``z``)."""
+        track = np.zeros(len(self._edges))
+        after = np.zeros(len(self._edges) + 1)  # whole spans ending before an edge
+        for key, lo, hi, positions in self._placed:
+            cumulative = energies[key]
+            track[lo:hi] += cumulative[positions]
+            after[hi] += cumulative[-1]
+        track += np.cumsum(after)[:-1]
+        block = track[self._upper] - track[self._lower]
+        # Silent blocks: rounding in the sums must not make them negative.
+        return np.maximum(block, 0.0) * (1.0 / self._block_samples)
+
+    def lufs_of(self, energies: Mapping[K, Floats]) -> float:
+        """Integrated loudness for each sound's cumulative energy (see :meth:`energy`)."""
+        return _gated(self.block_mean_squares(energies))
+
+    def lufs(self, gains: Mapping[K, Gain] | None = None) -> float:
+        """Integrated loudness of the track with each sound times its gain (default 1)."""
+        gains = gains or {}
+        return self.lufs_of({key: self.energy(key, gains.get(key, 1.0)) for key in self._unit})
+
+
+def integrated_loudness_lufs(pcm: Pcm, sample_rate_hz: int) -> float:
+    """Integrated loudness of ``pcm`` in LUFS (as pyloudnorm measures it); -inf for silence.
+
+    The whole signal as one placed sound: K-weighted a chunk at a time, so it
+    needs no float64 copy of a long track.
+    """
+    placed: PlacedLoudness[int] = PlacedLoudness(
+        {0: np.asarray(pcm, np.float32)}, [(0, 0)], len(pcm), sample_rate_hz, estimates=False
+    )
+    return placed.lufs()
+
+
+# --------------------------------------------------------------------------- limiter
+
+
+@dataclass(frozen=True, slots=True)
+class _Limited:
+    """A sound's gain at one overall gain: plain, except where the limiter turns it down."""
+
+    gain: float
+    """The overall gain, applied everywhere outside the limiter's regions."""
+    regions: tuple[tuple[int, int], ...]
+    """``(start, stop)`` sample ranges where the limiter computed the gain."""
+    index: Indices
+    """The samples of all regions, in order."""
+    values: Pcm
+    """The gain at those samples."""
+    estimated_peak: float
+    """The highest of the true-peak envelope times the gain."""
+
+    def envelope(self, length: int) -> Gain:
+        """The gain as one number, or one per sample if the limiter acts."""
+        if not self.regions:
+            return self.gain
+        local = np.full(length, self.gain, np.float32)
+        local[self.index] = self.values
+        return local
+
+    def squared_steps(self, steps: int) -> Floats:
+        """The squared gain every 8 samples (at samples 0, 8, ...), ``steps`` long."""
+        squared = np.full(steps, self.gain * self.gain)
+        offset = 0  # where each region's values start in ``values``
+        for lo, hi in self.regions:
+            first = -(-lo // _ENERGY_STEP)  # the first step inside the region
+            on_steps = self.values[offset + first * _ENERGY_STEP - lo : offset + hi - lo]
+            picked = np.asarray(on_steps[::_ENERGY_STEP], np.float64)
+            squared[first : first + len(picked)] = picked * picked
+            offset += hi - lo
+        return squared
+
+    def apply(self, pcm: Pcm) -> Pcm:
+        """``pcm`` times this gain (a new float32 array)."""
+        out = _scaled(pcm, self.gain)
+        if self.regions:
+            out[self.index] = pcm[self.index] * self.values
+        return out
+
+
+def _limiter(peaks: Pcm, sample_rate_hz: int, gain: float, ceiling: float) -> _Limited:
+    """The limiter of :func:`_limiter_gain`, computed only around the peaks it turns down.
+
+    Only samples whose peak times ``gain`` exceeds the ceiling need less gain, and
+    they move the gain at most ``hold + 2 * ramp`` samples away (hold and look-ahead
+    of the minimum, then the ramp of the average). Peaks closer than twice that
+    share a region, and each region reaches that far beyond its first and last
+    peak, so it starts and ends with more than the filters' reach of samples
+    needing no reduction. The regions are therefore filtered back to back as one
+    array: the filters see the same values as over the whole sound, and the rest
+    of the sound (most of it) keeps the plain gain.
+    """
+    loudest = float(peaks.max(initial=0.0)) * gain
+    nothing = np.zeros(0, np.int64)
+    if loudest <= ceiling:
+        return _Limited(gain, (), nothing, np.zeros(0, np.float32), loudest)
+    hold = sample_rate_hz * LIMITER_HOLD_MS // 1000
+    ramp = sample_rate_hz * LIMITER_RAMP_MS // 1000
+    reach = hold + 2 * ramp
+    over = np.flatnonzero(peaks * np.float32(gain) > ceiling)
+    breaks = np.flatnonzero(np.diff(over) > 2 * reach)
+    firsts = over[np.concatenate(([0], breaks + 1))].tolist()
+    lasts = over[np.concatenate((breaks, [len(over) - 1]))].tolist()
+    regions = tuple(
+        (max(0, first - reach), min(len(peaks), last + reach + 1))
+        for first, last in zip(firsts, lasts, strict=True)
+    )
+    index = np.concatenate([np.arange(lo, hi) for lo, hi in regions])
+    scaled = peaks[index] * np.float32(gain)
+    needed = np.minimum(1.0, ceiling / np.maximum(scaled, 1e-12))
+    min_size, mean_size = hold + ramp + 1, ramp + 1
+    held = minimum_filter1d(needed, min_size, mode="nearest", origin=min_size // 2 - hold)
+    smooth = uniform_filter1d(held, mean_size, mode="nearest", origin=mean_size // 2 - ramp)
+    values = np.asarray(smooth * np.float32(gain), np.float32)
+    return _Limited(gain, regions, index, values, float((peaks[index] * values).max()))
 
 
 def _limiter_gain(
@@ -159,20 +494,29 @@ def _limiter_gain(
     look ahead before it), then a moving average over [n - ramp, n] (linear
     attack and release ramps). Each value in that average is at most the gain
     needed at a peak inside its window, so the peak itself is always turned down
-    enough.
+    enough. The new peak is estimated from the envelope (:func:`_levelled_peak`
+    gives the exact one).
     """
-    loudest = float(peaks.max()) * gain if len(peaks) else 0.0
-    if loudest <= ceiling:
-        return gain, loudest
-    hold = sample_rate_hz * LIMITER_HOLD_MS // 1000
-    ramp = sample_rate_hz * LIMITER_RAMP_MS // 1000
-    needed = np.minimum(1.0, ceiling / np.maximum(peaks * np.float32(gain), 1e-12))
-    min_size = hold + ramp + 1
-    held = minimum_filter1d(needed, min_size, mode="nearest", origin=min_size // 2 - hold)
-    mean_size = ramp + 1
-    smooth = uniform_filter1d(held, mean_size, mode="nearest", origin=mean_size // 2 - ramp)
-    local: Pcm = np.asarray(smooth * np.float32(gain), np.float32)
-    return local, float((peaks * local).max())
+    limited = _limiter(peaks, sample_rate_hz, gain, ceiling)
+    return limited.envelope(len(peaks)), limited.estimated_peak
+
+
+def _levelled_peak(levelled: Pcm, peaks: Pcm, limited: _Limited) -> float:
+    """Exact true peak of ``levelled`` (a sound times ``limited``; ``peaks`` at unit gain).
+
+    Where the gain is the plain number (outside the limiter's regions, by the
+    oversampling filter's reach) the levelled envelope is exactly ``peaks`` times
+    it; only the regions are oversampled again.
+    """
+    if not limited.regions:
+        return float(peaks.max(initial=0.0)) * limited.gain
+    plain = np.ones(len(peaks), bool)
+    top = 0.0
+    for lo, hi in limited.regions:
+        lo, hi = max(0, lo - _REACH), min(len(peaks), hi + _REACH)
+        plain[lo:hi] = False
+        top = max(top, float(_peaks_between(levelled, lo, hi).max(initial=0.0)))
+    return max(top, float(peaks[plain].max(initial=0.0)) * limited.gain)
 
 
 def _scaled(pcm: Pcm, gain: Gain) -> Pcm:
@@ -189,128 +533,40 @@ def _limit(
     return _scaled(pcm, local), top
 
 
-def _k_weighted(pcm: Pcm, sample_rate_hz: int) -> npt.NDArray[np.float64]:
-    """``pcm`` through BS.1770's K-weighting, built from pyloudnorm's own filter class."""
-    out = np.asarray(pcm, np.float64)
-    for stage in (
-        IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, sample_rate_hz, "high_shelf"),
-        IIRfilter(0.0, 0.5, 38.0, sample_rate_hz, "high_pass"),
-    ):
-        out = stage.apply_filter(out)
-    return out
-
-
-class PlacedLoudness(Generic[K]):
-    """Integrated loudness of a track made of sounds placed at offsets, without mixing it.
-
-    BS.1770 loudness only needs the energy of the K-weighted track in each 100 ms
-    hop. K-weighting is linear and the sounds of a timeline do not overlap, so
-    that energy is the sum of each placed sound's own K-weighted energy in the
-    hop. Each distinct sound is K-weighted once and its energy kept per 8
-    samples; a gain (one number, or the limiter's slowly moving envelope, which
-    K-weighting passes through unchanged to within a fraction of a percent)
-    scales those energies. The gating then follows BS.1770-4 (as pyloudnorm
-    does). Used to find the gain fast; the finished track is measured by
-    pyloudnorm itself.
-    """
-
-    def __init__(
-        self,
-        sounds: Mapping[K, Pcm],
-        placements: Sequence[tuple[int, K]],
-        total_samples: int,
-        sample_rate_hz: int,
-    ) -> None:
-        self.placements = placements
-        self.rate = sample_rate_hz
-        self.hop = round(GATING_BLOCK_S * 0.25 * sample_rate_hz)
-        self.n_hops = total_samples // self.hop + 1
-        self.n_blocks = max(1, round((total_samples / sample_rate_hz - GATING_BLOCK_S) / 0.1) + 1)
-        self._steps: dict[K, tuple[npt.NDArray[np.float64], int]] = {}
-        for key, pcm in sounds.items():
-            weighted = _k_weighted(pcm, sample_rate_hz) ** 2
-            padded = np.concatenate((weighted, np.zeros(-len(weighted) % _ENERGY_STEP)))
-            self._steps[key] = (padded.reshape(-1, _ENERGY_STEP).sum(axis=1), len(pcm))
-
-    def lufs(self, gains: Mapping[K, Gain]) -> float:
-        """Integrated loudness of the track with each sound times its gain."""
-        cumulative: dict[K, npt.NDArray[np.float64]] = {}
-        for key, (steps, _) in self._steps.items():
-            gain = gains.get(key, 1.0)
-            if isinstance(gain, float):
-                energy = steps * gain**2
-            else:
-                energy = steps * np.asarray(gain[::_ENERGY_STEP], np.float64) ** 2
-            cumulative[key] = np.concatenate(([0.0], np.cumsum(energy)))
-        hop_energy = np.zeros(self.n_hops + 4)
-        for start, key in self.placements:
-            energy, length = cumulative[key], self._steps[key][1]
-            first, last = start // self.hop, (start + length) // self.hop
-            edges = np.clip(np.arange(first, last + 2) * self.hop - start, 0, length)
-            # Hop edges to the nearest stored step: at most 4 of a hop's 2,205 samples off.
-            steps = np.minimum((edges + _ENERGY_STEP // 2) // _ENERGY_STEP, len(energy) - 1)
-            hop_energy[first : last + 1] += np.diff(energy[steps])
-        windows = np.lib.stride_tricks.sliding_window_view(hop_energy, 4)[: self.n_blocks]
-        mean_square = windows.sum(axis=1) / (GATING_BLOCK_S * self.rate)
-        with np.errstate(divide="ignore"):
-            blocks = -0.691 + 10.0 * np.log10(mean_square)
-        return _gated(blocks)
-
-
-def _gated(blocks: npt.NDArray[np.float64]) -> float:
-    """BS.1770-4 gating of block loudness values (LUFS) into integrated loudness."""
-    audible = blocks[blocks >= -70.0]
-    if audible.size == 0:
-        return -math.inf
-    power = 10.0 ** ((audible + 0.691) / 10.0)
-    relative_gate = -0.691 + 10.0 * math.log10(float(power.mean())) - 10.0
-    gated = power[audible > relative_gate]
-    return -0.691 + 10.0 * math.log10(float(gated.mean()))
-
-
 def level_sounds(
     sounds: Mapping[K, Pcm],
     placements: Sequence[tuple[int, K]],
-    mix: Callable[[Mapping[K, Pcm]], Pcm],
     total_samples: int,
     sample_rate_hz: int,
     *,
     target_lufs: float = TARGET_LUFS,
     ceiling_dbtp: float = MAX_TRUE_PEAK_DBTP,
-) -> tuple[Pcm, LoudnessReport]:
+) -> tuple[dict[K, Pcm], LoudnessReport]:
     """Level a track made of distinct sounds: one gain for all, each limited on its own.
 
-    ``placements`` lists ``(start sample, sound key)`` for every placed sound and
-    ``mix(sounds)`` places them into the track. The gain is found with
-    :class:`PlacedLoudness` (limiting lowers the loudness, so gain and limiter go
-    round a few times until the loudness is within 0.02 LU), then the track is
-    mixed once and measured by pyloudnorm; if that measurement is off by more
-    than 0.05 LU the gain is corrected once more. Limiting each distinct sound
-    once is much faster than limiting a long track and makes a phrase sound the
-    same every time it is said. Sounds in a timeline follow each other rather
-    than overlap, so the track's true peak is the highest of theirs.
+    ``placements`` lists ``(start sample, sound key)`` for every placed sound in a
+    track ``total_samples`` long. Limiting lowers the loudness, so the gain and
+    the limiter go round a few times (secant steps, with :class:`PlacedLoudness`'s
+    estimates) until the loudness is within 0.02 LU of the target. Then the
+    result is measured exactly: each limited sound's levelled samples are
+    K-weighted again and oversampled again where the limiter acted (a sound that
+    still peaks over the ceiling is turned down by the excess); plain gains scale
+    the unit measures. If that exact loudness misses the target by more than
+    0.02 LU the gain is corrected and measured again.
 
-    Returns the levelled track and what was done.
+    Returns the levelled sounds (float32) and what was done.
     """
     ceiling = db_to_gain(ceiling_dbtp)
     placed: PlacedLoudness[K] = PlacedLoudness(sounds, placements, total_samples, sample_rate_hz)
-    loudness = placed.lufs({})
+    loudness = placed.lufs()
     if not math.isfinite(loudness):  # nothing audible: nothing to level
-        return mix(sounds), LoudnessReport(loudness, -math.inf, 0.0, 0)
+        return dict(sounds), LoudnessReport(loudness, -math.inf, 0.0, 0)
     peaks = {key: _oversampled_peaks(pcm) for key, pcm in sounds.items()}
 
-    def gains_at(gain_db: float) -> tuple[dict[K, Gain], float]:
-        """Each sound's gain (limited where needed) at this overall gain, and the top peak."""
+    def limit_at(gain_db: float) -> dict[K, _Limited]:
+        """Each sound's gain (limited where needed) at this overall gain."""
         gain = db_to_gain(gain_db)
-        gains: dict[K, Gain] = {}
-        top = 0.0
-        for key in sounds:
-            gains[key], peak = _limiter_gain(peaks[key], sample_rate_hz, gain, ceiling)
-            top = max(top, peak)
-        return gains, top
-
-    def levelled_track(gains: Mapping[K, Gain]) -> Pcm:
-        return mix({key: _scaled(pcm, gains[key]) for key, pcm in sounds.items()})
+        return {key: _limiter(peaks[key], sample_rate_hz, gain, ceiling) for key in sounds}
 
     # Find the gain whose limited result measures target_lufs. Limiting makes the
     # loudness grow more slowly than the gain, so step along the measured slope
@@ -318,25 +574,49 @@ def level_sounds(
     gain_db, slope = target_lufs - loudness, 1.0
     last: tuple[float, float] | None = None
     for _ in range(10):
-        gains, top = gains_at(gain_db)
-        measured = placed.lufs(gains)
+        limits = limit_at(gain_db)
+        measured = placed.lufs_of(
+            {
+                key: placed.estimate(key, limited.squared_steps)
+                if limited.regions
+                else placed.energy(key, limited.gain)
+                for key, limited in limits.items()
+            }
+        )
         error_db = target_lufs - measured
-        if abs(error_db) < 0.02:
+        if abs(error_db) < SEARCH_TOLERANCE_LU:
             break
         if last is not None and gain_db != last[0]:
             slope = min(1.0, max(0.1, (measured - last[1]) / (gain_db - last[0])))
         last = (gain_db, measured)
         gain_db += error_db / slope
-    track = levelled_track(gains)
-    loudness = integrated_loudness_lufs(track, sample_rate_hz)
-    if abs(target_lufs - loudness) > 0.05:  # the fast measure missed (overlapping sounds?)
-        gain_db += target_lufs - loudness
-        gains, top = gains_at(gain_db)
-        track = levelled_track(gains)
-        loudness = integrated_loudness_lufs(track, sample_rate_hz)
-    turned_down = sum(1 for g in gains.values() if not isinstance(g, float))
-    return track, LoudnessReport(loudness, gain_to_db(top), gain_db, turned_down)
 
+    for _ in range(3):
+        levelled: dict[K, Pcm] = {}
+        energies: dict[K, Floats] = {}
+        top = 0.0
+        for key, pcm in sounds.items():
+            limited = limits[key]
+            levelled[key] = limited.apply(pcm)
+            peak = _levelled_peak(levelled[key], peaks[key], limited)
+            if not limited.regions:  # linear: the unit measures scale exactly
+                energies[key] = placed.energy(key, limited.gain)
+            else:
+                if peak > ceiling:  # the smooth gain let a peak through: turn it down
+                    levelled[key] *= np.float32(ceiling / peak)
+                    peak = ceiling
+                energies[key] = placed.measure(key, levelled[key])
+            top = max(top, peak)
+        loudness = placed.lufs_of(energies)
+        if abs(target_lufs - loudness) <= SEARCH_TOLERANCE_LU:
+            break
+        gain_db += target_lufs - loudness
+        limits = limit_at(gain_db)
+    turned_down = sum(1 for limited in limits.values() if limited.regions)
+    return levelled, LoudnessReport(loudness, gain_to_db(top), gain_db, turned_down)
+
+
+# --------------------------------------------------------------------------- small speaker
 
 SMALL_SPEAKER_HIGHPASS_HZ = 220.0
 """Tiny speakers cannot move air below ~200 Hz; energy there only costs headroom."""

@@ -1,9 +1,14 @@
 """The rendered track: a timeline mixed into one levelled, chaptered audio file.
 
 Every SAY cue's phrase and every TONE cue's earcon is placed at exactly its
-``at_ms``; everything else is silence. The mix is levelled to -16 LUFS with
+``at_ms``; everything else is silence. The track is levelled to -16 LUFS with
 true peaks at most -1 dBTP, encoded (WAV, FLAC, OGG Vorbis or MP3), tagged with
 title, artist and one chapter per exercise, and only then moved into place.
+
+The track is never mixed in memory: a session is a few dozen distinct sounds
+placed many times, so each is levelled once (its loudness and true peak in the
+placed track computed exactly, see ``coach.loudness``) and the encoder is fed a
+block at a time made straight from the placed sounds (:class:`PlacedTrack`).
 
 Sample rate: 22,050 Hz mono, the native rate of espeak-ng. Speech carries
 almost nothing above 8 kHz, the earcons sit between 400 and 2,000 Hz, and
@@ -45,8 +50,8 @@ DEFAULT_ARTIST = "coach"
 
 PHRASE_OVERRUN_TOLERANCE_MS = 2
 """A phrase may end this much after its cue: measured lengths are rounded to whole ms."""
-LEVEL_STEPS = 4
-"""Progress steps reported while levelling (one per mix of the track, usually 3)."""
+LEVEL_STEPS = 3
+"""Progress steps reported while levelling (sounds ready, shaped, levelled)."""
 LOSSY_HEADROOM_DB = 1.0
 """Extra true-peak headroom for MP3 and Vorbis, whose decoded peaks overshoot the input."""
 
@@ -224,6 +229,56 @@ def check_output(out_path: Path, fmt: str | None = None) -> AudioFormat:
     return chosen
 
 
+class PlacedTrack:
+    """The whole track as sounds placed in silence, made a slice at a time on demand.
+
+    Behaves like the mixed track for ``len()`` and ``track[start:stop]`` (a new
+    float32 array: silence plus the parts of the sounds that fall in the slice),
+    so it can be encoded block by block without ever holding the track in memory.
+    """
+
+    def __init__(
+        self, sounds: Mapping[SoundKey, Pcm], placements: list[tuple[int, SoundKey]], n: int
+    ) -> None:
+        self._sounds = sounds
+        ordered = sorted(placements, key=lambda placement: placement[0])
+        self._starts = np.array([start for start, _ in ordered], np.int64)
+        self._keys = [key for _, key in ordered]
+        self._longest = max((len(sounds[key]) for key in self._keys), default=0)
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: slice, /) -> Pcm:
+        start, stop, stride = index.indices(self._n)
+        if stride != 1:
+            raise ValueError("a placed track is read in contiguous slices")
+        out = np.zeros(max(0, stop - start), np.float32)
+        # Placements are sorted by start; any that reach into [start, stop) begins
+        # at most one longest sound before it.
+        first = int(np.searchsorted(self._starts, start - self._longest, side="right"))
+        last = int(np.searchsorted(self._starts, stop, side="left"))
+        for at, key in zip(self._starts[first:last], self._keys[first:last], strict=True):
+            pcm = self._sounds[key]
+            lo, hi = max(start, int(at)), min(stop, int(at) + len(pcm))
+            if hi > lo:
+                # Added, not copied: a phrase may run up to 2 ms into the next sound.
+                out[lo - start : hi - start] += pcm[lo - int(at) : hi - int(at)]
+        return out
+
+
+def placements_of(
+    timeline: Timeline, sample_rate_hz: int = TRACK_SAMPLE_RATE_HZ
+) -> list[tuple[int, SoundKey]]:
+    """``(start sample, sound)`` for every SAY and TONE cue of the timeline."""
+    return [
+        (samples_at(cue.at_ms, sample_rate_hz), key)
+        for cue, key in zip(timeline.cues, map(_sound_key, timeline.cues), strict=True)
+        if key is not None
+    ]
+
+
 def render_track(
     timeline: Timeline,
     synthesizer: PhraseSource,
@@ -239,9 +294,12 @@ def render_track(
     """Render ``timeline`` to ``out_path`` atomically and describe what was written.
 
     The caller compiles the timeline with ``speech_ms=synthesizer.speech_ms`` so
-    each SAY cue is exactly as long as its phrase. Output goes to a temporary
-    file in the target folder and is renamed into place only when complete: on
-    any failure nothing is left behind and TrackError (one line) is raised.
+    each SAY cue is exactly as long as its phrase. Each distinct sound is levelled
+    once (its loudness and true peak computed exactly for the placed track, see
+    ``coach.loudness``) and the track is encoded a block at a time straight from
+    the placed sounds. Output goes to a temporary file in the target folder and is
+    renamed into place only when complete: on any failure nothing is left behind
+    and TrackError (one line) is raised.
     """
     out_path = Path(out_path)
     chosen = check_output(out_path, fmt)
@@ -254,41 +312,29 @@ def render_track(
 
     rate = TRACK_SAMPLE_RATE_HZ
     sounds = collect_sounds(timeline, synthesizer, earcons, progress=progress)
-    buffer = np.zeros(samples_at(timeline.total_ms, rate), np.float32)
-    passes = 0
-
-    def mix(levelled: Mapping[SoundKey, Pcm]) -> Pcm:
-        nonlocal passes
-        passes += 1
-        if progress:
-            progress(RenderStage.LEVEL, min(passes, LEVEL_STEPS), LEVEL_STEPS)
-        return mix_timeline(timeline, levelled, sample_rate_hz=rate, out=buffer)
-
+    n = samples_at(timeline.total_ms, rate)
+    placements = placements_of(timeline, rate)
+    if progress:
+        progress(RenderStage.LEVEL, 1, LEVEL_STEPS)
     if small_speaker:
         sounds = {key: loudness.high_pass(pcm, rate) for key, pcm in sounds.items()}
-        level_db = loudness.TARGET_LUFS - loudness.integrated_loudness_lufs(mix(sounds), rate)
+        placed = loudness.PlacedLoudness(sounds, placements, n, rate, estimates=False)
+        level_db = loudness.TARGET_LUFS - placed.lufs()
         if math.isfinite(level_db):
             level = loudness.db_to_gain(level_db)
             sounds = {key: loudness.compressed(pcm, rate, level) for key, pcm in sounds.items()}
+    if progress:
+        progress(RenderStage.LEVEL, 2, LEVEL_STEPS)
     # A hair of margin even for lossless formats: 16-bit rounding moves peaks slightly.
     ceiling = loudness.MAX_TRUE_PEAK_DBTP - (LOSSY_HEADROOM_DB if chosen.lossy else 0.05)
-    placements = [
-        (samples_at(cue.at_ms, rate), key)
-        for cue, key in zip(timeline.cues, map(_sound_key, timeline.cues), strict=True)
-        if key is not None
-    ]
-    pcm, report = loudness.level_sounds(
-        sounds,
-        placements,
-        mix,
-        len(buffer),
-        rate,
-        target_lufs=loudness.TARGET_LUFS,
-        ceiling_dbtp=ceiling,
+    levelled, report = loudness.level_sounds(
+        sounds, placements, n, rate, target_lufs=loudness.TARGET_LUFS, ceiling_dbtp=ceiling
     )
+    del sounds
     if progress:
         progress(RenderStage.LEVEL, LEVEL_STEPS, LEVEL_STEPS)
-    placed = sum(1 for cue in timeline.cues if cue.kind is CueKind.SAY and cue.text)
+    track = PlacedTrack(levelled, placements, n)
+    placed_phrases = sum(1 for cue in timeline.cues if cue.kind is CueKind.SAY and cue.text)
 
     cue_path = _cue_path(out_path) if chosen is AudioFormat.WAV else None
     written = 0
@@ -297,13 +343,13 @@ def render_track(
         nonlocal written
         written += samples
         if progress:
-            progress(RenderStage.ENCODE, written, len(pcm))
+            progress(RenderStage.ENCODE, written, n)
 
     temps: list[Path] = []
     try:
         audio_tmp = _temp_beside(out_path)
         temps.append(audio_tmp)
-        write_audio(audio_tmp, pcm, rate, chosen, title=title, artist=artist, step=encode_step)
+        write_audio(audio_tmp, track, rate, chosen, title=title, artist=artist, step=encode_step)
         tag_file(audio_tmp, chosen, chapters, title=title, artist=artist)
         if cue_path is not None:
             cue_tmp = _temp_beside(cue_path)
@@ -329,11 +375,11 @@ def render_track(
     return RenderSummary(
         path=out_path,
         fmt=chosen,
-        duration_ms=len(pcm) * 1000 // rate,
+        duration_ms=n * 1000 // rate,
         sample_rate_hz=rate,
         chapters=tuple(chapters),
         size_bytes=size,
-        phrases=placed,
+        phrases=placed_phrases,
         loudness_lufs=report.loudness_lufs,
         true_peak_dbtp=report.true_peak_dbtp,
         cue_sheet=cue_path,

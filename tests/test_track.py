@@ -94,6 +94,10 @@ def test_loudness_is_minus_16_lufs_with_true_peak_under_minus_1(session: Session
     oversampled = resample_poly(audio.pcm, 4, 1)
     true_peak_db = 20 * math.log10(float(np.max(np.abs(oversampled))))
     assert true_peak_db <= -1.0
+    if fmt in ("wav", "flac"):  # lossless: the summary's exact figures are the file's
+        summary = session.renders[fmt]
+        assert summary.loudness_lufs == pytest.approx(loudness, abs=0.05)
+        assert summary.true_peak_dbtp == pytest.approx(true_peak_db, abs=0.05)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -15,7 +15,7 @@ from coach.chapters import Chapter, chapters_from_timeline, cue_sheet, cue_time,
 from coach.encode import AudioFormat, audio_format
 from coach.errors import CoachError
 from coach.timeline import Cue, CueKind, Earcon, Timeline, TimelineOptions
-from coach.track import collect_sounds, mix_timeline, samples_at
+from coach.track import PlacedTrack, collect_sounds, mix_timeline, placements_of, samples_at
 
 RATE = 22050
 
@@ -77,19 +77,48 @@ def test_level_sounds_reaches_the_target_and_keeps_peaks_under_the_ceiling() -> 
     placements += [(samples_at(14_000 + 3000 * i), "speech") for i in range(5)]
     total = samples_at(30_000)
 
-    def mix(levelled: dict[str, np.ndarray]) -> np.ndarray:  # type: ignore[type-arg]
-        out = np.zeros(total, np.float32)
-        for start, key in placements:
-            out[start : start + len(levelled[key])] += levelled[key]
-        return out
-
-    track, report = loudness.level_sounds(sounds, placements, mix, total, RATE, ceiling_dbtp=-3.0)
+    levelled, report = loudness.level_sounds(sounds, placements, total, RATE, ceiling_dbtp=-3.0)
+    track = np.zeros(total, np.float32)
+    for start, key in placements:
+        track[start : start + len(levelled[key])] += levelled[key]
     reference = pyloudnorm.Meter(RATE).integrated_loudness(track.astype(np.float64))
     assert reference == pytest.approx(-16.0, abs=0.1)
     assert report.loudness_lufs == pytest.approx(reference, abs=0.05)
     true_peak = 20 * math.log10(float(np.abs(resample_poly(track, 4, 1)).max()))
     assert true_peak <= -3.0 + 0.05
+    assert report.true_peak_dbtp == pytest.approx(true_peak, abs=0.01)
     assert report.limited_sounds >= 1
+
+
+def test_true_peak_envelope_is_resample_polys_four_at_a_time() -> None:
+    pcm = np.concatenate((_speechy(3000, 5), np.zeros(100, np.float32), _tone(500, 3000, 0.4)))
+    pcm[0] = 0.9  # a peak at the very edge: the filter sees silence before it
+    over = np.abs(resample_poly(pcm, 4, 1))
+    expected = over.reshape(-1, 4).max(axis=1)
+    assert np.allclose(loudness._oversampled_peaks(pcm), expected, rtol=0, atol=1e-6)
+    assert loudness.true_peak(pcm) == pytest.approx(float(over.max()), abs=1e-6)
+
+
+def test_placed_loudness_handles_blocks_straddling_sound_and_silence_exactly() -> None:
+    # Sounds at odd offsets (not on the 100 ms block grid), one running past the end,
+    # one starting 15 ms after another ends, a low tone whose K-weighting rings on after
+    # it, a long gap of silence.
+    sounds = {"a": _speechy(700, 6), "low": _tone(400, 60, 0.5), "b": _speechy(1300, 7)}
+    placements = [(1234, "a"), (47_111, "low"), (60_013, "b"), (400_001, "a"), (17_000, "b")]
+    total = 400_001 + len(sounds["a"]) // 2
+    mix = np.zeros(total, np.float32)
+    for start, key in placements:
+        part = sounds[key][: total - start]
+        mix[start : start + len(part)] += part
+    meter = pyloudnorm.Meter(RATE)
+    reference = meter.integrated_loudness(mix.astype(np.float64))
+    placed = loudness.PlacedLoudness(sounds, placements, total, RATE)
+    assert placed.lufs({}) == pytest.approx(reference, abs=0.001)
+    energies = {key: placed.energy(key) for key in sounds}
+    blocks = -0.691 + 10 * np.log10(np.maximum(placed.block_mean_squares(energies), 1e-30))
+    audible = np.asarray(meter.blockwise_loudness) > -70
+    assert np.allclose(blocks[audible], np.asarray(meter.blockwise_loudness)[audible], atol=1e-6)
+    assert loudness.integrated_loudness_lufs(mix, RATE) == pytest.approx(reference, abs=0.001)
 
 
 def test_limiter_gain_moves_smoothly_and_leaves_quiet_parts_alone() -> None:
@@ -218,3 +247,23 @@ def test_sounds_land_on_exact_samples_and_are_resampled_to_the_track_rate() -> N
     assert track[samples_at(333)] == pytest.approx(1.0)
     assert np.all(track[samples_at(300) + 5 : samples_at(333)] == 0)
     assert np.abs(track[samples_at(1001) : samples_at(1301)]).max() > 0.1
+
+
+def test_the_placed_track_reads_like_the_mixed_track_in_any_slices() -> None:
+    timeline = _timeline(
+        [
+            Cue(0, 300, CueKind.SAY, text="one"),
+            Cue(333, 250, CueKind.TONE, earcon=Earcon.HOLD_START),
+            Cue(1001, 300, CueKind.SAY, text="two"),
+            Cue(1900, 300, CueKind.SAY, text="one"),  # runs past the end of the track
+        ],
+        2000,
+    )
+    sounds = collect_sounds(timeline, _Tones(RATE), _click)
+    mixed = mix_timeline(timeline, sounds)
+    track = PlacedTrack(sounds, placements_of(timeline), len(mixed))
+    assert len(track) == len(mixed)
+    for size in (1, 997, 4096, len(mixed)):
+        pieces = [track[start : start + size] for start in range(0, len(track), size)]
+        assert np.array_equal(np.concatenate(pieces), mixed)
+    assert np.array_equal(track[: len(track) // 2], mixed[: len(mixed) // 2])
