@@ -185,6 +185,11 @@ class Judge:
             verdict = Verdict(verdict.command, verdict.phrase, verdict.confidence, start, end)
         return verdict
 
+    @property
+    def emitted(self) -> bool:
+        """Whether a command was already reported for the running utterance."""
+        return self._emitted
+
     def _reset(self) -> None:
         self._partial_text = ""
         self._partial_since_ms = 0

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
-from coach.listen.commands import Command, CommandEvent
+from coach.listen.commands import URGENT_COMMANDS, Command, CommandEvent
 from coach.listen.echo import (
     CANCELLERS,
+    ECHO_TAIL_MS,
     FRAME_MS,
     FRAME_SAMPLES,
     Canceller,
+    EchoCanceller,
     EnergyHistory,
     SelfWordGate,
     frame_energies,
@@ -88,6 +90,9 @@ class Listener:
         gate: SelfWordGate | None = None,
         echo_filter_ms: int = 200,
         canceller: str = "speex",
+        echo_replay_ms: int = 4000,
+        endpoint_silence_ms: int | None = 120,
+        endpoint_max_ms: int = 1600,
     ) -> None:
         self.engine = engine
         self.judge = (
@@ -97,7 +102,16 @@ class Listener:
         self.energies = EnergyHistory()
         self.voice = VoiceActivity()
         self._echo_filter_ms = echo_filter_ms
+        self._echo_replay_ms = echo_replay_ms
+        self._canceller_name = canceller
         self._canceller_factory = CANCELLERS[canceller]
+        self.endpoint_silence_ms = endpoint_silence_ms
+        """Close a short utterance after this much silence (voice activity); None: off."""
+        self.endpoint_max_ms = endpoint_max_ms
+        """Only utterances up to this long (a command, not a sentence) are closed early."""
+        self._endpointed_start_ms = -1
+        self._urgent_span_start_ms = -1
+        """Voice activity span in which an early endpoint already found PAIN or STOP."""
         self._canceller: Canceller | None = None
         self._samples_in = 0
         self._carry = np.zeros(0, np.int16)
@@ -135,7 +149,11 @@ class Listener:
             if len(reference) != len(mic):
                 raise ValueError("reference block must have the same length as the mic block")
             if self._canceller is None:
-                self._canceller = self._canceller_factory(self._echo_filter_ms)
+                self._canceller = (
+                    EchoCanceller(self._echo_filter_ms, replay_ms=self._echo_replay_ms)
+                    if self._canceller_name == "speex"
+                    else self._canceller_factory(self._echo_filter_ms)
+                )
         else:
             reference = np.zeros(len(mic), np.int16)
         return self._run(mic, reference)
@@ -168,11 +186,68 @@ class Listener:
         events: list[CommandEvent] = []
         for hypothesis in self.engine.accept(residual):
             events += self._judge(hypothesis)
+        closed = self._endpoint()
+        if closed is not None:
+            events += self._judge_closed(closed)
         return events
 
+    def _judge_closed(self, closed: list[Hypothesis]) -> list[CommandEvent]:
+        """An early endpoint only serves PAIN and STOP: anything else (no command, or
+        NEXT, YES... which favour precision) is undone, and the engine decodes the
+        utterance again whole, as if it had never been closed ("하나 둘 셋 | 넷")."""
+        span = self.voice.span()
+        gated = len(self.dropped)
+        events = [e for h in closed for e in self._judge(h)]
+        if any(e.command in URGENT_COMMANDS for e in self.dropped[gated:]):
+            return []  # the coach's own word: the gate has spoken, decoding it again won't
+        if events and all(e.command in URGENT_COMMANDS for e in events):
+            if span is not None:  # the rest of it ("그만 | 해") is not another command
+                self._urgent_span_start_ms = span.start_ms
+            return events
+        self.dropped += events
+        rewind: Callable[[], list[Hypothesis]] | None = getattr(self.engine, "rewind", None)
+        return [e for h in (rewind() if rewind is not None else []) for e in self._judge(h)]
+
+    def _endpoint(self) -> list[Hypothesis] | None:
+        """Close the utterance as soon as voice activity says a short one ended.
+
+        Vosk's partial result trails the audio by about 200 ms (the acoustic model's
+        right context), and its own endpointer waits 500 ms of silence; its final
+        result, asked for at the word's end, already has the word with its confidence
+        and times. So once a command-length utterance is followed by
+        ``endpoint_silence_ms`` of silence the engine is asked to finalize, and the
+        whole-utterance rule judges the final result (scripts/measure_listen_ko.py:
+        PAIN/STOP latency from word end p50 266 -> 129 ms, p95 489 -> 150 ms). Never
+        while the coach is audible: there the partial result and the engine decide.
+        """
+        endpoint: Callable[[], list[Hypothesis]] | None = getattr(self.engine, "endpoint", None)
+        span = self.voice.span()
+        if (
+            endpoint is None
+            or self.endpoint_silence_ms is None
+            or span is None
+            or self.judge.emitted  # the partial result already said it
+            or span.start_ms == self._endpointed_start_ms
+            or span.trailing_silence_ms < self.endpoint_silence_ms
+            or span.trailing_silence_ms >= self.endpoint_silence_ms + 10 * FRAME_MS
+            or span.end_ms - span.start_ms > self.endpoint_max_ms
+        ):
+            return None
+        self._endpointed_start_ms = span.start_ms
+        if self.energies.played_in(span.start_ms - ECHO_TAIL_MS, span.end_ms):
+            # Over the coach's voice the residual's bursts are often its leftover echo,
+            # and closing one alone turns it into a word (measured: a YES from a
+            # reverberant room), or cuts a barge-in from its end: wait for the engine.
+            # (Its room echo outlasts it: a sentence that just ended counts too.)
+            return None
+        return endpoint()
+
     def _judge(self, hypothesis: Hypothesis) -> list[CommandEvent]:
-        verdict = self.judge.consider(hypothesis, self.voice.span())
+        span = self.voice.span()
+        verdict = self.judge.consider(hypothesis, span)
         if verdict is None:
+            return []
+        if span is not None and span.start_ms == self._urgent_span_start_ms:
             return []
         event = CommandEvent(
             command=verdict.command,

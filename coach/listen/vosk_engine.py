@@ -17,6 +17,9 @@ UNKNOWN_WORDS = ("[unk]", "<UNK>", "<unk>")
 PARTIAL_EVERY_MS = 60
 """How often (in audio) the engine asks Vosk for a partial result."""
 
+REWIND_MAX_MS = 15_000
+"""Longest utterance kept to be decoded again after an early endpoint."""
+
 _FST_MAGIC = 2125659606
 _SYMBOL_TABLE_MAGIC = 2125658996
 _HAS_INPUT_SYMBOLS = 1
@@ -166,7 +169,6 @@ class VoskEngine:
     name = "vosk"
 
     def __init__(self, model: VoskModel, vocabulary: Vocabulary) -> None:
-        import vosk
 
         known = model.words
         if known is not None:
@@ -185,13 +187,26 @@ class VoskEngine:
         grammar = [p for _, p in vocabulary.all_phrases()] + list(vocabulary.garbage)
         if unknown is not None:
             grammar.append(unknown)
-        self._recognizer: Any = vosk.KaldiRecognizer(
-            model.model, SAMPLE_RATE_HZ, json.dumps(grammar, ensure_ascii=False)
-        )
-        self._recognizer.SetWords(True)
-        # No SetPartialWords: with it, Vosk 0.3.45 returns empty partials on grammars.
+        self._model = model
+        self._grammar = json.dumps(grammar, ensure_ascii=False)
+        self._recognizer: Any = self._new_recognizer()
         self._samples = 0
         self._partial_due = 0
+        self._offset_ms = 0
+        """Where the current recognizer started, in the stream (its times start at 0)."""
+        self._utterance_start = 0
+        self._utterance_audio: list[PcmBlock] | None = []
+        """Audio of the running utterance (None once too long to decode again)."""
+        self._closed: tuple[int, list[PcmBlock]] | None = None
+        """The utterance endpoint() closed: its start (samples) and audio."""
+
+    def _new_recognizer(self) -> Any:
+        import vosk
+
+        recognizer = vosk.KaldiRecognizer(self._model.model, SAMPLE_RATE_HZ, self._grammar)
+        recognizer.SetWords(True)
+        # No SetPartialWords: with it, Vosk 0.3.45 returns empty partials on grammars.
+        return recognizer
 
     @property
     def stream_ms(self) -> int:
@@ -203,7 +218,13 @@ class VoskEngine:
         if pcm.size == 0:
             return []
         self._samples += int(pcm.size)
+        if self._utterance_audio is not None:
+            self._utterance_audio.append(pcm.copy())
+            if len(self._utterance_audio) * len(pcm) > REWIND_MAX_MS * SAMPLE_RATE_HZ // 1000:
+                self._utterance_audio = None
         if self._recognizer.AcceptWaveform(pcm.tobytes()):
+            self._new_utterance()
+            self._closed = None
             return self._final(self._recognizer.Result())
         # The decoder advances in chunks of a few hundred ms; asking for the partial
         # after every 20 ms block only costs CPU.
@@ -216,19 +237,59 @@ class VoskEngine:
 
     def flush(self) -> list[Hypothesis]:
         """Finalize the running utterance."""
+        self._new_utterance()
+        self._closed = None
         return self._final(self._recognizer.FinalResult())
+
+    def endpoint(self) -> list[Hypothesis]:
+        """Close the running utterance now (the listener's voice activity saw it end).
+
+        Vosk finalizes without waiting for the audio its acoustic model would look
+        ahead at, so the final result is ready at once; the recognizer then starts a
+        new utterance. :meth:`rewind` undoes the cut if the speaker went on.
+        """
+        audio = self._utterance_audio
+        self._closed = None if audio is None else (self._utterance_start, audio)
+        self._new_utterance()
+        return self._final(self._recognizer.FinalResult())
+
+    def rewind(self) -> list[Hypothesis]:
+        """The utterance :meth:`endpoint` closed went on: decode it again as one.
+
+        A fresh recognizer (about 1 ms to build) hears the closed utterance and what
+        followed, so a sentence cut at a pause ("하나 둘 셋 | 넷") is judged whole.
+        """
+        if self._closed is None or self._utterance_audio is None:
+            return []
+        start, audio = self._closed
+        audio = audio + self._utterance_audio
+        self._closed = None
+        self._recognizer = self._new_recognizer()
+        self._offset_ms = start * 1000 // SAMPLE_RATE_HZ
+        self._utterance_start = start
+        self._utterance_audio = []
+        out: list[Hypothesis] = []
+        for block in audio:
+            self._utterance_audio.append(block)
+            if self._recognizer.AcceptWaveform(block.tobytes()):
+                self._new_utterance()
+                out += self._final(self._recognizer.Result())
+        return out
+
+    def _new_utterance(self) -> None:
+        self._utterance_start = self._samples
+        self._utterance_audio = []
 
     def _final(self, result_json: str) -> list[Hypothesis]:
         words = self._words(json.loads(result_json).get("result", []))
         return [Hypothesis(words, final=True, stream_ms=self.stream_ms)] if words else []
 
-    @staticmethod
-    def _words(raw: list[dict[str, Any]]) -> tuple[Word, ...]:
+    def _words(self, raw: list[dict[str, Any]]) -> tuple[Word, ...]:
         return tuple(
             Word(
                 text=str(w["word"]),
-                start_ms=round(float(w["start"]) * 1000),
-                end_ms=round(float(w["end"]) * 1000),
+                start_ms=self._offset_ms + round(float(w["start"]) * 1000),
+                end_ms=self._offset_ms + round(float(w["end"]) * 1000),
                 confidence=float(w.get("conf", 1.0)),
             )
             for w in raw
