@@ -319,20 +319,33 @@ class SelfWordGate:
         start_ms: int,
         end_ms: int,
         energies: EnergyHistory | None,
+        *,
+        safety_first: bool = False,
     ) -> bool:
         """Whether a command (its phrases, the confidence and time it was heard with) is
-        the user's, not the coach's."""
+        the user's, not the coach's.
+
+        ``safety_first`` (PAIN): a missed "pain" is unsafe, a false one only interrupts, so
+        the canceller-quality rules below do not apply; the self-word rule still does (a
+        "pain" while the coach itself says "pain" needs the evidence of a person).
+        """
         # Over the coach's voice, any command needs a canceller that has adapted (measured
         # before the word; a partial result's start time can be far too early): before
         # that, the residual is the coach, and the recognizer hears words in it.
         if (
-            energies is not None
+            not safety_first
+            and energies is not None
             and self.playing_during(energies, start_ms, end_ms)
             and energies.erle_db(end_ms - WORD_MS) < self.rule.min_erle_db
         ):
             return False
         audible = energies is not None and energies.played_in(start_ms - ECHO_TAIL_MS, end_ms)
-        if audible and energies is not None and not self._double_talk(energies, start_ms, end_ms):
+        if (
+            not safety_first
+            and audible
+            and energies is not None
+            and not self._double_talk(energies, start_ms, end_ms)
+        ):
             # A fast-adapting canceller (see EchoCanceller's replay) passes the check
             # above sooner, while the coach's residual still holds words: over the
             # coach (or its room echo just after), any command needs the residual to

@@ -262,6 +262,7 @@ class Listener:
             verdict.word_start_ms,
             verdict.word_end_ms,
             self.energies,
+            safety_first=verdict.command is Command.PAIN,
         ):
             self.dropped.append(event)
             return []

