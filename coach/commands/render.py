@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
@@ -23,8 +24,10 @@ from coach.timeline import (
     TimelineOptions,
     compile_timeline,
 )
-from coach.track import RenderStage, RenderSummary, check_output, render_track
 from coach.voices import DEFAULT_VOICE_ID, load_voice
+
+if TYPE_CHECKING:  # coach.track pulls in scipy.signal (~1 s): load it only to render
+    from coach.track import RenderStage, RenderSummary
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     # Everything that can be wrong with the input is checked before the slow synthesis.
     routine = resolve_routine(args.routine or DEFAULT_ROUTINE_ID)
     out_path: Path = args.output or Path(f"{routine.id}.mp3")
+    from coach.track import check_output, render_track
+
     check_output(out_path, args.fmt)
     profile = load_voice(args.voice)
     try:
