@@ -7,11 +7,14 @@ import json
 import sys
 from typing import Any, TextIO
 
+from coach.cli_options import (
+    add_pace_argument,
+    add_routine_argument,
+    add_side_first_argument,
+)
 from coach.errors import CoachError
 from coach.loader import DEFAULT_ROUTINE_ID, resolve_routine
 from coach.timeline import (
-    MAX_PACE,
-    MIN_PACE,
     Cue,
     CueKind,
     Leg,
@@ -32,25 +35,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Print what the coach says and plays, and when, for a routine. "
         "Speech lengths are estimated from the speaking rate.",
     )
-    parser.add_argument(
-        "routine",
-        nargs="?",
-        metavar="ROUTINE",
-        help=f"built-in routine id or path to a routine file (default: {DEFAULT_ROUTINE_ID})",
-    )
-    parser.add_argument(
-        "--pace",
-        type=float,
-        default=1.0,
-        help=f"speed of movements, pauses and rests, {MIN_PACE} to {MAX_PACE} "
-        "(0.8 is 20%% slower; holds never change; default 1.0)",
-    )
-    parser.add_argument(
-        "--side-first",
-        choices=[Leg.LEFT.value, Leg.RIGHT.value],
-        default=Leg.LEFT.value,
-        help="leg to start with in exercises for both legs (default: left)",
-    )
+    add_routine_argument(parser)
+    add_pace_argument(parser)
+    add_side_first_argument(parser)
     parser.add_argument(
         "--affected-leg",
         choices=[Leg.LEFT.value, Leg.RIGHT.value],

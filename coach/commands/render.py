@@ -12,12 +12,15 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 
+from coach.cli_options import (
+    add_pace_argument,
+    add_routine_argument,
+    add_side_first_argument,
+)
 from coach.encode import format_names
 from coach.errors import CoachError
 from coach.loader import DEFAULT_ROUTINE_ID, resolve_routine
 from coach.timeline import (
-    MAX_PACE,
-    MIN_PACE,
     CueKind,
     Leg,
     Timeline,
@@ -38,12 +41,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Speak a routine into one audio file with chapters per exercise, "
         "levelled to -16 LUFS, to play on a phone or any speaker, eyes closed.",
     )
-    parser.add_argument(
-        "routine",
-        nargs="?",
-        metavar="ROUTINE",
-        help=f"built-in routine id or path to a routine file (default: {DEFAULT_ROUTINE_ID})",
-    )
+    add_routine_argument(parser)
     parser.add_argument(
         "-o",
         "--output",
@@ -63,19 +61,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="ID",
         help=f"voice profile (see 'coach voices'; default: {DEFAULT_VOICE_ID})",
     )
-    parser.add_argument(
-        "--pace",
-        type=float,
-        default=1.0,
-        help=f"speed of movements, pauses and rests, {MIN_PACE} to {MAX_PACE} "
-        "(0.8 is 20%% slower; holds never change; default 1.0)",
-    )
-    parser.add_argument(
-        "--side-first",
-        choices=[Leg.LEFT.value, Leg.RIGHT.value],
-        default=Leg.LEFT.value,
-        help="leg to start with in exercises for both legs (default: left)",
-    )
+    add_pace_argument(parser)
+    add_side_first_argument(parser)
     parser.add_argument(
         "--affected-leg",
         choices=[Leg.LEFT.value, Leg.RIGHT.value],

@@ -13,13 +13,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from coach.cli_options import (
+    add_pace_argument,
+    add_routine_argument,
+    add_side_first_argument,
+)
 from coach.errors import CoachError
+from coach.listen.select import ENGINE_NAMES
 from coach.loader import DEFAULT_ROUTINE_ID, resolve_routine
 from coach.paths import data_dir
 from coach.routine import Routine
 from coach.timeline import (
-    MAX_PACE,
-    MIN_PACE,
     CueKind,
     Leg,
     Timeline,
@@ -28,7 +32,7 @@ from coach.timeline import (
 )
 from coach.voices import DEFAULT_VOICE_ID, VoiceProfile, load_voice
 
-ENGINES = ("auto", "vosk", "pocketsphinx")
+ENGINES = ENGINE_NAMES
 """Recognition engines ``--engine`` accepts (see ``coach.listen.select``)."""
 
 NO_LISTEN_NOTICE = (
@@ -50,25 +54,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "pause, resume, repeat, slower, faster or help at any time. With no audio output "
         "device the session is rendered to an audio file instead.",
     )
-    parser.add_argument(
-        "routine",
-        nargs="?",
-        metavar="ROUTINE",
-        help=f"built-in routine id or path to a routine file (default: {DEFAULT_ROUTINE_ID})",
-    )
+    add_routine_argument(parser)
     parser.add_argument(
         "--voice",
         default=DEFAULT_VOICE_ID,
         metavar="ID",
         help=f"voice profile (see 'coach voices'; default: {DEFAULT_VOICE_ID})",
     )
-    parser.add_argument(
-        "--pace",
-        type=float,
-        default=1.0,
-        help=f"speed of movements, pauses and rests, {MIN_PACE} to {MAX_PACE} "
-        "(0.8 is 20%% slower; holds never change; default 1.0)",
-    )
+    add_pace_argument(parser)
     parser.add_argument(
         "--affected-leg",
         choices=[Leg.LEFT.value, Leg.RIGHT.value],
@@ -76,12 +69,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the painful leg, for exercises done on it only (default: ask, or say "
         "'your painful leg')",
     )
-    parser.add_argument(
-        "--side-first",
-        choices=[Leg.LEFT.value, Leg.RIGHT.value],
-        default=Leg.LEFT.value,
-        help="leg to start with in exercises for both legs (default: left)",
-    )
+    add_side_first_argument(parser)
     parser.add_argument(
         "--engine",
         choices=ENGINES,
