@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -47,19 +48,39 @@ class Recording:
 
     blocks: list[AudioBlock]
     arrivals_s: list[float]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held while a block and its arrival time are added or the lists cleared, so the two
+    lists always have the same length (the microphone callback runs on another thread)."""
+
+    def add(self, block: AudioBlock, arrival_s: float) -> None:
+        with self.lock:
+            self.blocks.append(block)
+            self.arrivals_s.append(arrival_s)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.blocks.clear()
+            self.arrivals_s.clear()
+
+    def snapshot(self) -> tuple[list[AudioBlock], list[float]]:
+        with self.lock:
+            return list(self.blocks), list(self.arrivals_s)
 
     def pcm(self) -> npt.NDArray[np.float64]:
-        return np.concatenate([b.pcm for b in self.blocks]).astype(np.float64) / 32768.0
+        blocks, _ = self.snapshot()
+        return np.concatenate([b.pcm for b in blocks]).astype(np.float64) / 32768.0
 
     def sample_times_s(self) -> npt.NDArray[np.float64]:
         """ADC time of every sample, from the block time stamps."""
         step = 1.0 / INPUT_SAMPLE_RATE_HZ
-        return np.concatenate([b.time_s + step * np.arange(len(b.pcm)) for b in self.blocks])
+        blocks, _ = self.snapshot()
+        return np.concatenate([b.time_s + step * np.arange(len(b.pcm)) for b in blocks])
 
     def sample_arrivals_s(self) -> npt.NDArray[np.float64]:
         """When each sample reached us: an upper bound on when it was heard."""
+        blocks, arrivals_s = self.snapshot()
         return np.concatenate(
-            [np.full(len(b.pcm), t) for b, t in zip(self.blocks, self.arrivals_s, strict=True)]
+            [np.full(len(b.pcm), t) for b, t in zip(blocks, arrivals_s, strict=True)]
         )
 
 
@@ -72,8 +93,7 @@ def record_from(pulse: PulseServer) -> Iterator[object]:
         holder: list[Input] = []
 
         def keep(block: AudioBlock) -> None:
-            recording.blocks.append(block)
-            recording.arrivals_s.append(holder[0].time_s() if holder else block.time_s)
+            recording.add(block, holder[0].time_s() if holder else block.time_s)
 
         with pulse_target(source=source):
             microphone = Input(on_block=keep)
@@ -82,8 +102,7 @@ def record_from(pulse: PulseServer) -> Iterator[object]:
         # PulseAudio delivers the first capture data 1-2 s after opening.
         assert microphone.wait_first_block(FIRST_BLOCK_TIMEOUT_S), "no microphone data"
         time.sleep(0.1)
-        recording.blocks.clear()
-        recording.arrivals_s.clear()
+        recording.clear()
         return microphone, recording
 
     yield start
