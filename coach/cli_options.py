@@ -39,3 +39,13 @@ def add_side_first_argument(parser: argparse.ArgumentParser) -> None:
         default=Leg.LEFT.value,
         help="leg to start with in exercises for both legs (default: left)",
     )
+
+
+def add_affected_leg_argument(parser: argparse.ArgumentParser, *, default_help: str) -> None:
+    """``--affected-leg``: the painful leg, for exercises done on it only."""
+    parser.add_argument(
+        "--affected-leg",
+        choices=LEG_CHOICES,
+        default=None,
+        help=f"the painful leg, for exercises done on it only (default: {default_help})",
+    )

@@ -8,6 +8,7 @@ import sys
 from typing import Any, TextIO
 
 from coach.cli_options import (
+    add_affected_leg_argument,
     add_pace_argument,
     add_routine_argument,
     add_side_first_argument,
@@ -38,12 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_routine_argument(parser)
     add_pace_argument(parser)
     add_side_first_argument(parser)
-    parser.add_argument(
-        "--affected-leg",
-        choices=[Leg.LEFT.value, Leg.RIGHT.value],
-        default=None,
-        help="the painful leg, for exercises done on it only (default: ask at session start)",
-    )
+    add_affected_leg_argument(parser, default_help="ask at session start")
     parser.add_argument(
         "--voice",
         metavar="ID",

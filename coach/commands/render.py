@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 
 from coach.cli_options import (
+    add_affected_leg_argument,
     add_pace_argument,
     add_routine_argument,
     add_side_first_argument,
@@ -63,12 +64,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_pace_argument(parser)
     add_side_first_argument(parser)
-    parser.add_argument(
-        "--affected-leg",
-        choices=[Leg.LEFT.value, Leg.RIGHT.value],
-        default=None,
-        help="the painful leg, for exercises done on it only (default: 'your painful leg')",
-    )
+    add_affected_leg_argument(parser, default_help="'your painful leg'")
     parser.add_argument(
         "--small-speaker",
         action="store_true",

@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 from coach.cli_options import (
+    add_affected_leg_argument,
     add_pace_argument,
     add_routine_argument,
     add_side_first_argument,
@@ -62,13 +63,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"voice profile (see 'coach voices'; default: {DEFAULT_VOICE_ID})",
     )
     add_pace_argument(parser)
-    parser.add_argument(
-        "--affected-leg",
-        choices=[Leg.LEFT.value, Leg.RIGHT.value],
-        default=None,
-        help="the painful leg, for exercises done on it only (default: ask, or say "
-        "'your painful leg')",
-    )
+    add_affected_leg_argument(parser, default_help="ask, or say 'your painful leg'")
     add_side_first_argument(parser)
     parser.add_argument(
         "--engine",
