@@ -579,6 +579,14 @@ def _open_errors() -> tuple[type[BaseException], ...]:
     return (*_portaudio_errors(), ValueError)
 
 
+
+def _release(stream: Any) -> None:
+    """Stop and close a PortAudio stream; one that already died must not raise."""
+    with contextlib.suppress(Exception):
+        stream.stop()
+    with contextlib.suppress(Exception):
+        stream.close()
+
 class Output:
     """The coach's speaker: a callback stream playing queued clips in short (10 ms) blocks.
 
@@ -710,11 +718,7 @@ class Output:
     def close(self) -> None:
         """Stop at once (whatever is queued is discarded) and release the device."""
         self._closing = True
-        # Stopping a stream that already died must not raise.
-        with contextlib.suppress(Exception):
-            self._stream.stop()
-        with contextlib.suppress(Exception):
-            self._stream.close()
+        _release(self._stream)
 
     def __enter__(self) -> Output:
         return self
@@ -893,11 +897,7 @@ class Input:
     def close(self) -> None:
         """Stop recording and release the device."""
         self._closing = True
-        # Stopping a stream that already died must not raise.
-        with contextlib.suppress(Exception):
-            self._stream.stop()
-        with contextlib.suppress(Exception):
-            self._stream.close()
+        _release(self._stream)
 
     def __enter__(self) -> Input:
         return self
