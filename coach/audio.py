@@ -816,6 +816,8 @@ class Input:
             self.device = device if isinstance(device, Device) else None
         self.blocks: queue.Queue[AudioBlock] = queue.Queue(maxsize=queue_blocks)
         self.dropped_blocks = 0
+        self.overflows = 0
+        """Callbacks that came too late to get every sample (the listener heard a gap)."""
         self.level_dbfs = SILENCE_DBFS
         """Level of the latest block, for a meter."""
         self._on_block = on_block
@@ -914,6 +916,8 @@ class Input:
         self, indata: npt.NDArray[np.float32], frames: int, time_info: CallbackTime, status: object
     ) -> None:
         self._last_callback = time.monotonic()
+        if status is not None and getattr(status, "input_overflow", False):
+            self.overflows += 1
         self._first.set()
         self._capture.feed(indata[:, 0], self._adc_time(frames, time_info))
 

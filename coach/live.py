@@ -29,6 +29,7 @@ from coach.audio import (
     PlaybackEventKind,
 )
 from coach.earcons import earcon
+from coach.echo_delay import EchoDelayTracker
 from coach.listen.commands import CommandEvent
 from coach.listen.listener import Listener
 from coach.resample import StreamResampler
@@ -43,6 +44,8 @@ LOOP_MS = 20
 """The loop wakes at least this often (to watch the speaker and the devices)."""
 STALL_S = 3.0
 """A device that delivers no callback for this long counts as lost."""
+REFERENCE_WAIT_S = 0.25
+"""How long the listener waits for the speaker to render a block's echo reference."""
 ECHO_TAIL_S = 0.6
 """After a sentence ends, its words may still be heard in the room for this long."""
 
@@ -100,19 +103,28 @@ class EchoReference:
     the microphone's blocks carry the time they left the ADC on the same clock. Block
     times jitter by milliseconds, which would scramble the reference if each block were
     looked up on its own, so the reference is read as one continuous stream: aligned by
-    time once, then advanced sample for sample, and re-aligned only when the median
-    offset over ``judge_blocks`` blocks exceeds ``resync_ms``.
+    time once, then advanced sample for sample, and re-aligned by time only when the
+    median offset over ``judge_blocks`` blocks exceeds ``resync_ms`` (a stall); finer
+    alignment comes from the measured echo delay (:meth:`shift`).
+
+    The microphone side may ask for samples the speaker has not rendered yet (the lead
+    reaches past what the output stream has written ahead); ``take`` then waits up to
+    ``wait_s`` for them. Handing out silence instead punched a hole into every block's
+    reference, and the canceller removed only 3-5 dB of the coach's voice live.
     """
 
     def __init__(
         self,
         keep_s: float = 4.0,
-        resync_ms: int = 20,
+        resync_ms: int = 120,
         judge_blocks: int = 50,
         lead_ms: int = 60,
     ) -> None:
         self._resampler: StreamResampler | None = None
         self._lock = threading.Lock()
+        self._added = threading.Condition(self._lock)
+        self._starved = False
+        """A wait timed out (the speaker stopped): no more waiting until a block arrives."""
         self._buffer = np.zeros(0, dtype=np.float32)
         self._start_s = 0.0
         """Stream time of the first sample ever added (sample index 0)."""
@@ -125,7 +137,9 @@ class EchoReference:
         self._drift: deque[int] = deque(maxlen=judge_blocks)
         """Recent (time-based position - stream position) differences, in samples."""
         self.resyncs = 0
-        """How often the alignment was corrected (diagnostics)."""
+        """How often the alignment was corrected by time (diagnostics)."""
+        self.gaps = 0
+        """Holes in the played stream (the speaker fell behind), filled with silence."""
         self._stall = INPUT_SAMPLE_RATE_HZ // 50
         """A hole longer than this (one 20 ms block) between output blocks is real."""
         self._lead_s = lead_ms / 1000
@@ -149,16 +163,28 @@ class EchoReference:
                 # unless the stream fell behind; a hole of a whole block or more is
                 # filled with silence (smaller differences are time-stamp jitter).
                 if gap > self._stall:
+                    self.gaps += 1
                     self._buffer = np.concatenate([self._buffer, np.zeros(gap, np.float32)])
             self._buffer = np.concatenate([self._buffer, pcm])
             extra = len(self._buffer) - self._keep
             if extra > 0:
                 self._buffer = self._buffer[extra:]
                 self._base += extra
+            self._starved = False
+            self._added.notify_all()
 
-    def take(self, time_s: float, n_samples: int) -> npt.NDArray[np.int16]:
+    def shift(self, n_samples: int) -> None:
+        """Hand out the played stream ``n_samples`` later (negative: earlier) from now on:
+        a measured echo delay (:mod:`coach.echo_delay`) corrects the time-based alignment."""
+        with self._lock:
+            if self._cursor is not None:
+                self._cursor += n_samples
+                self._drift.clear()
+
+    def take(self, time_s: float, n_samples: int, wait_s: float = 0.0) -> npt.NDArray[np.int16]:
         """The next ``n_samples`` played samples for a microphone block captured at ``time_s``
-        (silence where nothing was played)."""
+        (silence where nothing was played), waiting up to ``wait_s`` for the speaker to
+        render the last of them."""
         out = np.zeros(n_samples, dtype=np.float32)
         with self._lock:
             if self._resampler is not None:
@@ -174,6 +200,12 @@ class EchoReference:
                         self._cursor += offset
                         self.resyncs += 1
                         self._drift.clear()
+                end = self._cursor + n_samples
+                if wait_s > 0 and not self._starved:
+                    ready = self._added.wait_for(
+                        lambda: self._base + len(self._buffer) >= end, timeout=wait_s
+                    )
+                    self._starved = not ready
                 first = self._cursor - self._base
                 lo, hi = max(first, 0), min(first + n_samples, len(self._buffer))
                 if hi > lo:
@@ -231,6 +263,7 @@ class Hearing:
         self.listener = listener
         self.reference = reference
         self.played = played
+        self.delay = EchoDelayTracker()
         self.commands: queue.Queue[CommandEvent] = queue.Queue()
         self.level_dbfs: float | None = None
         self.lost: DeviceLost | None = None
@@ -267,7 +300,13 @@ class Hearing:
             self.lag_ms = max(self.lag_ms, round((time.monotonic() - arrived_s) * 1000))
             try:
                 n = len(block.pcm)
-                reference = self.reference.take(block.time_s, n)
+                reference = self.reference.take(block.time_s, n, REFERENCE_WAIT_S)
+                correction = self.delay.add(block.pcm, reference)
+                if correction:
+                    self.reference.shift(correction)
+                    self.listener.reference_moved()
+                    moved_ms = correction * 1000 // INPUT_SAMPLE_RATE_HZ
+                    _log.info("echo delay: moved the reference by %+d ms", moved_ms)
                 end_s = block.time_s + n / INPUT_SAMPLE_RATE_HZ
                 text = self.played.text_at(block.time_s, end_s)
                 for event in self.listener.feed(block.pcm, reference, text):

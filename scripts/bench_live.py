@@ -30,9 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import psutil
-import soundfile
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -42,13 +40,19 @@ from pulse_support import (  # noqa: E402
     SOURCE_MIC,
     SOURCE_OUT_MONITOR,
     PulseServer,
-    pulse_target,
+    echo_leak,
     reuse_running,
     start_pulse,
 )
+from recording_support import (  # noqa: E402
+    SILENT,
+    Tap,
+    find,
+    rms_frames,
+    speak_korean,
+    voiced_span,
+)
 
-RATE = 16_000
-SILENT = 0.002
 PAIN_KO = "아야"
 ECHO_VOLUME_PCT = 50
 ECHO_LATENCY_MS = 20
@@ -62,70 +66,6 @@ MONOLOGUE = (
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
-
-
-def rms_frames(pcm: npt.NDArray[np.float64], frame: int = 160) -> npt.NDArray[np.float64]:
-    n = len(pcm) // frame
-    blocks = pcm[: n * frame].reshape(n, frame)
-    return np.sqrt(np.mean(blocks * blocks, axis=1))
-
-
-def find(needle: npt.NDArray[np.float64], haystack: npt.NDArray[np.float64]) -> tuple[int, float]:
-    from scipy.signal import fftconvolve
-
-    if len(haystack) < len(needle):
-        return 0, 0.0
-    corr = fftconvolve(haystack, needle[::-1], mode="valid")
-    sums = np.concatenate([[0.0], np.cumsum(haystack * haystack)])
-    energy = sums[len(needle) :] - sums[: len(sums) - len(needle)]
-    norm = np.sqrt(np.maximum(energy, 1e-12)) * np.sqrt(float(np.sum(needle * needle)))
-    score = corr / norm
-    best = int(np.argmax(score))
-    return best, float(score[best])
-
-
-class Tap:
-    """Records a PulseAudio source in this process."""
-
-    def __init__(self, source: str) -> None:
-        from coach.audio import Input
-
-        self.blocks: list[npt.NDArray[np.int16]] = []
-        self.lock = threading.Lock()
-        with pulse_target(source=source):
-            self.input = Input(on_block=self._keep)
-        self.input.wait_first_block(10.0)
-
-    def _keep(self, block: Any) -> None:
-        with self.lock:
-            self.blocks.append(block.pcm.copy())
-
-    def samples(self) -> int:
-        with self.lock:
-            return sum(len(b) for b in self.blocks)
-
-    def pcm(self, start: int = 0) -> npt.NDArray[np.float64]:
-        with self.lock:
-            blocks = list(self.blocks)
-        if not blocks:
-            return np.zeros(0)
-        return np.concatenate(blocks)[start:].astype(np.float64) / 32768.0
-
-    def level_recent(self, ms: int) -> npt.NDArray[np.float64]:
-        pcm = self.pcm()
-        return rms_frames(pcm[-ms * RATE // 1000 :])
-
-    def close(self) -> None:
-        self.input.close()
-
-
-def speak_korean(text: str, folder: Path) -> tuple[Path, npt.NDArray[np.float64]]:
-    from coach.resample import resample
-
-    path = folder / "pain.wav"
-    subprocess.run(["espeak-ng", "-v", "ko", "-s", "150", "-w", str(path), text], check=True)
-    pcm, rate = soundfile.read(str(path), dtype="float32")
-    return path, resample(pcm, rate, RATE).astype(np.float64)
 
 
 def bench_routine() -> Any:
@@ -199,9 +139,9 @@ def latency_trials(trials: int, folder: Path) -> None:
     begin = time.monotonic()
     listener, description = open_listener("vosk", model, "ko")
     print(f"model load: {time.monotonic() - begin:.2f} s ({description})")
-    pain_wav, pain_pcm = speak_korean(PAIN_KO, folder)
-    word_start = int(np.flatnonzero(rms_frames(pain_pcm) > 2 * SILENT)[0]) * 160
-    word_end = int(np.flatnonzero(rms_frames(pain_pcm) > 2 * SILENT)[-1] + 1) * 160
+    pain_wav = folder / "pain.wav"
+    pain_pcm = speak_korean(PAIN_KO, pain_wav)
+    word_start, word_end = voiced_span(pain_pcm)
 
     routine = bench_routine()
     synthesizer = Synthesizer(load_voice("calm"))
@@ -422,24 +362,17 @@ def main() -> int:
 
     sounddevice._terminate()
     sounddevice._initialize()
-    module = server.pactl(
-        "load-module",
-        "module-loopback",
-        f"source={SOURCE_OUT_MONITOR}",
-        f"sink={SINK_MIC}",
-        f"latency_msec={ECHO_LATENCY_MS}",
-    ).strip()
-    for line in server.pactl("list", "short", "sink-inputs").splitlines():
-        server.pactl("set-sink-input-volume", line.split("\t")[0], f"{ECHO_VOLUME_PCT}%")
     try:
-        with tempfile.TemporaryDirectory(prefix="coach-bench-live-") as tmp:
+        with (
+            echo_leak(server, ECHO_VOLUME_PCT, ECHO_LATENCY_MS),
+            tempfile.TemporaryDirectory(prefix="coach-bench-live-") as tmp,
+        ):
             os.environ.setdefault("COACH_DATA_DIR", str(Path(tmp) / "data"))
             if not args.skip_latency:
                 latency_trials(args.trials, Path(tmp))
                 print()
             first_word_and_resources(Path(tmp))
     finally:
-        server.pactl("unload-module", module)
         if owned:
             server.stop()
     return 0

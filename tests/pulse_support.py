@@ -217,6 +217,37 @@ def pulse_target(*, sink: str | None = None, source: str | None = None) -> Itera
                 os.environ[key] = value
 
 
+@contextlib.contextmanager
+def echo_leak(server: PulseServer, volume_pct: int, latency_ms: int) -> Iterator[None]:
+    """Leak what the coach plays (``coach_out``) into its microphone (``coach_mic``), quieter
+    and ``latency_ms`` late: the room's echo of the coach's own voice.
+
+    module-loopback normally keeps its latency steady by resampling adaptively, which makes
+    the echo path drift by fractions of a sample all the time; no room does that, and an
+    echo canceller cannot follow it (measured: 3-12 dB removed instead of 20-40 dB). Both
+    null sinks run on one clock, so ``adjust_time=0`` turns the adaptation off and the echo
+    path stays fixed, as a room's does.
+    """
+    module = server.pactl(
+        "load-module",
+        "module-loopback",
+        f"source={SOURCE_OUT_MONITOR}",
+        f"sink={SINK_MIC}",
+        f"latency_msec={latency_ms}",
+        "adjust_time=0",
+        "source_dont_move=true",
+        "sink_dont_move=true",
+    ).strip()
+    try:
+        for line in server.pactl("list", "short", "sink-inputs").splitlines():
+            fields = line.split("\t")  # index, sink, client, driver, format
+            if len(fields) > 3 and fields[3] == "module-loopback.c":
+                server.pactl("set-sink-input-volume", fields[0], f"{volume_pct}%")
+        yield
+    finally:
+        server.pactl("unload-module", module)
+
+
 @dataclass
 class _Shared:
     server: PulseServer

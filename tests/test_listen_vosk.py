@@ -227,6 +227,27 @@ def test_the_users_command_over_the_coachs_speech_is_heard(
     assert word_end_ms - 600 <= events[0].word_end_ms <= word_end_ms + 500
 
 
+def test_pain_over_the_coachs_speech_is_closed_at_the_words_end(
+    model: VoskModel, vocabulary: Vocabulary
+) -> None:
+    # Over the coach's voice the utterance is closed early only when the residual after
+    # echo cancellation keeps most of its energy (a person, not the coach's echo).
+    coach = concat([speak(COACH_TEXT, *COACH_VOICE), silence(2000)])
+    word = user("아야")
+    at = 3 * 16000
+    said = np.zeros_like(coach)
+    said[at : at + len(word)] = word
+    mic = mix(coach, said, rms(coach) / rms(word))  # 0 dB
+    playing = [(0, len(coach) - 32000, COACH_TEXT)]
+    word_end_ms = ms_of(at) + _last_loud_ms(word)
+    early = feed(listener_for(model, vocabulary), mic, reference=coach, playing=playing)
+    never = Listener(VoskEngine(model, vocabulary), endpoint_min_residual_ratio=float("inf"))
+    late = feed(never, mic, reference=coach, playing=playing)
+    assert [e.command for e in early] == [e.command for e in late] == [Command.PAIN]
+    assert 0 < early[0].detected_ms - word_end_ms <= 250
+    assert early[0].detected_ms < late[0].detected_ms
+
+
 def test_the_model_vocabulary_is_read_from_the_grammar_fst() -> None:
     words = model_words(ko_model_dir())
     assert words is not None

@@ -16,17 +16,30 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 import soundfile
-from pulse_support import SINK_MIC, SOURCE_MIC, SOURCE_OUT_MONITOR, PulseServer, pulse, pulse_target
-from scipy.signal import fftconvolve
+from pulse_support import (
+    SINK_MIC,
+    SOURCE_MIC,
+    SOURCE_OUT_MONITOR,
+    PulseServer,
+    echo_leak,
+    pulse,
+)
+from recording_support import (
+    RATE,
+    SILENT,
+    Tap,
+    find,
+    rms_frames,
+    speak_korean,
+    voiced_span,
+)
 
-from coach.audio import INPUT_SAMPLE_RATE_HZ, AudioBlock, Input
 from coach.resample import resample
 
 pytestmark = [pytest.mark.audio, pytest.mark.vosk, pytest.mark.speech]
@@ -34,7 +47,6 @@ __all__ = ["pulse"]  # the fixture, imported so pytest finds it
 
 REPO = Path(__file__).resolve().parents[1]
 ROUTINE = REPO / "tests" / "data" / "session_short.yaml"
-RATE = INPUT_SAMPLE_RATE_HZ
 # Korean phrases the small Vosk model hears reliably when espeak-ng says them (measured at
 # 130-170 wpm, two levels: each was heard 6 times out of 6, as nothing else).
 PAIN_KO = "아야"
@@ -44,8 +56,6 @@ ECHO_VOLUME_PCT = 50
 """How loud the coach's own voice leaks into its microphone."""
 ECHO_LATENCY_MS = 20
 """The loopback's latency: it delays the echo, so it adds to what the test measures."""
-SILENT = 0.002
-"""RMS below this is silence (null sinks are digitally silent between sounds)."""
 
 
 def _package_model() -> Path | None:
@@ -70,98 +80,27 @@ pytestmark.append(pytest.mark.skipif(bool(_skip_reason()), reason=_skip_reason()
 # -- helpers --------------------------------------------------------------------------------
 
 
-def speak_korean(text: str, folder: Path) -> tuple[Path, npt.NDArray[np.float64]]:
-    """``text`` said by espeak-ng in Korean: the WAV file and its samples at 16 kHz."""
-    path = folder / f"say-{abs(hash(text))}.wav"
-    subprocess.run(["espeak-ng", "-v", "ko", "-s", "150", "-w", str(path), text], check=True)
-    pcm, rate = soundfile.read(str(path), dtype="float32")
-    return path, resample(pcm, rate, RATE).astype(np.float64)
-
-
-def voiced_span(pcm: npt.NDArray[np.float64]) -> tuple[int, int]:
-    """First and last sample above the silence threshold (10 ms frames)."""
-    frames = rms_frames(pcm)
-    loud = np.flatnonzero(frames > SILENT * 2)
-    return int(loud[0]) * 160, int(loud[-1] + 1) * 160
-
-
-def rms_frames(pcm: npt.NDArray[np.float64], frame: int = 160) -> npt.NDArray[np.float64]:
-    n = len(pcm) // frame
-    blocks = pcm[: n * frame].reshape(n, frame)
-    return np.sqrt(np.mean(blocks * blocks, axis=1))
-
-
-def find(needle: npt.NDArray[np.float64], haystack: npt.NDArray[np.float64]) -> tuple[int, float]:
-    """Where ``needle`` best matches in ``haystack`` and the normalised correlation there."""
-    if len(haystack) < len(needle):
-        return 0, 0.0
-    corr = fftconvolve(haystack, needle[::-1], mode="valid")
-    sums = np.concatenate([[0.0], np.cumsum(haystack * haystack)])
-    energy = sums[len(needle) :] - sums[: len(sums) - len(needle)]
-    norm = np.sqrt(np.maximum(energy, 1e-12)) * np.sqrt(float(np.sum(needle * needle)))
-    score = corr / norm
-    best = int(np.argmax(score))
-    return best, float(score[best])
-
-
-@dataclass
-class Tap:
-    """Records a PulseAudio source in this process (16 kHz mono)."""
-
-    blocks: list[npt.NDArray[np.int16]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def keep(self, block: AudioBlock) -> None:
-        with self.lock:
-            self.blocks.append(block.pcm.copy())
-
-    def pcm(self) -> npt.NDArray[np.float64]:
-        with self.lock:
-            blocks = list(self.blocks)
-        if not blocks:
-            return np.zeros(0)
-        return np.concatenate(blocks).astype(np.float64) / 32768.0
-
-    def recent_rms(self, ms: int) -> npt.NDArray[np.float64]:
-        pcm = self.pcm()
-        return rms_frames(pcm[-ms * RATE // 1000 :])
-
-
 @pytest.fixture
 def taps(pulse: PulseServer) -> Iterator[tuple[Tap, Tap]]:
     """(what the coach played, what its microphone heard), recorded from the start."""
-    out, mic = Tap(), Tap()
-    with pulse_target(source=SOURCE_OUT_MONITOR):
-        out_input = Input(on_block=out.keep)
-    with pulse_target(source=SOURCE_MIC):
-        mic_input = Input(on_block=mic.keep)
-    assert out_input.wait_first_block(10.0) and mic_input.wait_first_block(10.0)
+    out = Tap(SOURCE_OUT_MONITOR)
+    try:
+        mic = Tap(SOURCE_MIC)
+    except BaseException:
+        out.close()
+        raise
     try:
         yield out, mic
     finally:
-        out_input.close()
-        mic_input.close()
+        out.close()
+        mic.close()
 
 
 @pytest.fixture
 def echo(pulse: PulseServer) -> Iterator[None]:
     """Leak the coach's output into its microphone, quieter and a little late."""
-    module = pulse.pactl(
-        "load-module",
-        "module-loopback",
-        f"source={SOURCE_OUT_MONITOR}",
-        f"sink={SINK_MIC}",
-        f"latency_msec={ECHO_LATENCY_MS}",
-        "source_dont_move=true",
-        "sink_dont_move=true",
-    ).strip()
-    for line in pulse.pactl("list", "short", "sink-inputs").splitlines():
-        index = line.split("\t")[0]
-        pulse.pactl("set-sink-input-volume", index, f"{ECHO_VOLUME_PCT}%")
-    try:
+    with echo_leak(pulse, ECHO_VOLUME_PCT, ECHO_LATENCY_MS):
         yield
-    finally:
-        pulse.pactl("unload-module", module)
 
 
 class CoachProcess:
@@ -233,6 +172,16 @@ def speaking_for(tap: Tap, ms: int) -> bool:
     return len(frames) >= ms // 10 and float(np.mean(frames > SILENT)) > 0.85
 
 
+def sentence_starting(tap: Tap) -> bool:
+    """The coach began a sentence 300 ms ago, after a pause: it will talk on for a while."""
+    frames = tap.recent_rms(600)
+    return (
+        len(frames) >= 60
+        and float(np.mean(frames[:30] < SILENT)) > 0.85
+        and float(np.mean(frames[30:] > SILENT)) > 0.85
+    )
+
+
 def silent_for(tap: Tap, ms: int) -> bool:
     frames = tap.recent_rms(ms)
     return len(frames) >= ms // 10 and bool(np.all(frames < SILENT))
@@ -253,9 +202,11 @@ def phrase_pcm(text: str) -> npt.NDArray[np.float64]:
 
 @pytest.mark.xfail(
     reason=(
-        "known gap (issue 5): live, the Speex canceller removes only 3-5 dB of the coach's "
-        "voice (offline 25-35 dB), so commands other than PAIN said over the coach are "
-        "dropped by the echo gate, and a STOP said over it can be heard as PAIN"
+        "flaky (issue 5): under load the coach's speaker underflows (3-16 times a run here), "
+        "each shifting the echo path; until the delay tracker and the canceller have "
+        "re-adapted (1-3 s) a command said over the coach can be dropped, or the English "
+        "coach's voice heard by the Korean model as a command, which the self-word gate "
+        "cannot match against Korean phrases"
     ),
     strict=False,
 )
@@ -263,9 +214,10 @@ def test_pain_next_and_stop_by_voice_through_real_audio(
     pulse: PulseServer, taps: tuple[Tap, Tap], echo: None, tmp_path: Path
 ) -> None:
     out, mic = taps
-    pain_wav, pain_pcm = speak_korean(PAIN_KO, tmp_path)
-    skip_wav, _ = speak_korean(SKIP_KO, tmp_path)
-    stop_wav, _ = speak_korean(STOP_KO, tmp_path)
+    pain_wav, skip_wav, stop_wav = (tmp_path / f"{name}.wav" for name in ("pain", "skip", "stop"))
+    pain_pcm = speak_korean(PAIN_KO, pain_wav)
+    speak_korean(SKIP_KO, skip_wav)
+    speak_korean(STOP_KO, stop_wav)
     model = _package_model()
     assert model is not None
     coach = CoachProcess(str(ROUTINE), "--model", str(model), "--language", "ko", "--pace", "1.4")
@@ -293,7 +245,7 @@ def test_pain_next_and_stop_by_voice_through_real_audio(
         wait_until(lambda: speaking_for(out, 500), 20, "the coach to speak", coach)
         time.sleep(6.0)
         # PAIN in the middle of a sentence.
-        wait_until(lambda: speaking_for(out, 800), 30, "the coach to be mid-sentence", coach)
+        wait_until(lambda: sentence_starting(out), 30, "the coach to start a sentence", coach)
         pain_mark = say(pain_wav, "PAIN")
         # The safety message, then the offer; wait for the silence of the question.
         wait_until(lambda: silent_for(out, 2500), 40, "the coach to wait for an answer", coach)

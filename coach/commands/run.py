@@ -244,6 +244,24 @@ def _dose_today(journal: Any) -> Any:
     return DoseToday(reps_by_leg=reps, sessions=journal.sessions_today())
 
 
+def _report_glitches(output: Any, voice: Any) -> None:
+    """One line about audio that did not flow smoothly (a busy CPU shows here first)."""
+    microphone = getattr(voice, "microphone", None) if voice is not None else None
+    overflows = getattr(microphone, "overflows", 0)
+    parts = []
+    if output.underflows:
+        parts.append(f"{output.underflows} speaker underflows")
+    if overflows:
+        parts.append(f"{overflows} microphone overflows")
+    if parts:
+        moved = voice.hearing.delay.corrections if voice.hearing is not None else 0
+        print(
+            f"coach: audio glitches: {', '.join(parts)}; the echo delay was re-measured "
+            f"{moved} times",
+            file=sys.stderr,
+        )
+
+
 def _run_live(
     args: argparse.Namespace, routine: Routine, profile: VoiceProfile, options: TimelineOptions
 ) -> int:
@@ -356,6 +374,7 @@ def _run_live(
                 "microphone (a busy CPU); commands were heard late",
                 file=sys.stderr,
             )
+        _report_glitches(output, voice)
         if result.first_sound_ms is not None:
             first_ms = result.first_sound_ms - started_ms
             print(f"coach: first word after {first_ms} ms", file=sys.stderr)

@@ -100,6 +100,12 @@ class EchoCanceller:
             self._learn(mic_bytes, ref_bytes, ref_ready[s])
         return out, mic_ready, ref_ready
 
+    def relearn(self) -> None:
+        """The reference was moved (a new echo delay): what was learnt no longer fits, so
+        learn fast again, as when young, from the frames that come from now on."""
+        self._history.clear()
+        self._played_frames = 0
+
     def _learn(self, mic: bytes, ref: bytes, ref_pcm: PcmBlock) -> None:
         if not self._replay_frames or self._played_frames >= self._learn_frames:
             return
@@ -111,6 +117,7 @@ class EchoCanceller:
         if self._played_frames % self._replay_every == 0:
             for old_mic, old_ref in self._history:
                 self._speex.process(old_mic, old_ref)
+
 
 class WebRtcEchoCanceller:
     """WebRTC audio processing (AEC3, with its own delay estimation and echo suppressor)."""

@@ -93,6 +93,7 @@ class Listener:
         echo_replay_ms: int = 4000,
         endpoint_silence_ms: int | None = 120,
         endpoint_max_ms: int = 1600,
+        endpoint_min_residual_ratio: float = 0.5,
     ) -> None:
         self.engine = engine
         self.judge = (
@@ -108,6 +109,9 @@ class Listener:
         self.endpoint_silence_ms = endpoint_silence_ms
         """Close a short utterance after this much silence (voice activity); None: off."""
         self.endpoint_max_ms = endpoint_max_ms
+        self.endpoint_min_residual_ratio = endpoint_min_residual_ratio
+        """Over the coach's voice, close early only an utterance whose residual after echo
+        cancellation keeps this share of the microphone energy (a person, not echo)."""
         """Only utterances up to this long (a command, not a sentence) are closed early."""
         self._endpointed_start_ms = -1
         self._urgent_span_start_ms = -1
@@ -127,6 +131,12 @@ class Listener:
     def playing(self, text: str, start_ms: int, end_ms: int) -> None:
         """Tell the listener the coach played ``text`` over this span of the mic clock."""
         self.gate.playing(text, start_ms, end_ms)
+
+    def reference_moved(self) -> None:
+        """The caller now hands the reference at a new delay: the canceller relearns."""
+        relearn: Callable[[], None] | None = getattr(self._canceller, "relearn", None)
+        if relearn is not None:
+            relearn()
 
     def feed(
         self,
@@ -234,10 +244,16 @@ class Listener:
         ):
             return None
         self._endpointed_start_ms = span.start_ms
-        if self.energies.played_in(span.start_ms - ECHO_TAIL_MS, span.end_ms):
+        mic, residual, _ = self.energies.window(span.start_ms, span.end_ms)
+        if (
+            self.energies.played_in(span.start_ms - ECHO_TAIL_MS, span.end_ms)
+            and residual < self.endpoint_min_residual_ratio * mic
+        ):
             # Over the coach's voice the residual's bursts are often its leftover echo,
             # and closing one alone turns it into a word (measured: a YES from a
-            # reverberant room), or cuts a barge-in from its end: wait for the engine.
+            # reverberant room), or cuts a barge-in from its end: wait for the engine,
+            # unless the canceller left most of the utterance's energy in place (the
+            # echo is what it removes; a person's voice is what stays).
             # (Its room echo outlasts it: a sentence that just ended counts too.)
             return None
         return endpoint()

@@ -1,0 +1,128 @@
+"""Where the coach's echo sits in the microphone, measured from the two signals themselves.
+
+An echo canceller's filter only covers echoes that arrive after the reference, within its
+length, and a filter that has adapted to one delay is wrong for any other. Device time
+stamps place the reference only to tens of ms and can jump (a stalled callback, a
+dropped block), so the live session also measures the delay: the generalised
+cross-correlation with phase transform (GCC-PHAT) of the microphone against the
+reference it was handed, over the last second, while the coach is talking.
+
+The canceller adapts to whatever delay it finds, as long as the echo arrives after the
+reference and well within its filter; what it cannot stand is the delay changing (an
+underflow or a stalled callback shifts it by 5-15 ms, and the adapted filter is then
+wrong for seconds). So the first trusted delay is kept when it is usable, and whenever
+two measurements in a row agree that the echo has moved away from it, the reference is
+moved back to restore it; only an unusable delay (too short, or too near the end of
+the filter) is replaced by ``preferred_ms``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+SAMPLE_RATE_HZ = 16_000
+PLAYING_RMS = 0.01
+"""Reference RMS (of full scale) above which the coach counts as talking (-40 dBFS)."""
+
+
+def gcc_phat_lag(
+    mic: npt.NDArray[np.float64], ref: npt.NDArray[np.float64], max_lag: int, min_lag: int
+) -> tuple[int, float]:
+    """The lag (samples the mic lags ``ref``) in ``[min_lag, max_lag]`` with the strongest
+    phase-transform correlation, and how far that peak stands above the rest (peak over
+    the RMS of the other lags; above ~8 a real echo, below ~5 noise).
+
+    ``mic[i]`` and ``ref[i]`` must be simultaneous samples (same length).
+    """
+    n = len(mic) + len(ref)
+    size = 1 << (n - 1).bit_length()
+    cross = np.fft.rfft(mic, size) * np.conj(np.fft.rfft(ref, size))
+    cross /= np.maximum(np.abs(cross), 1e-12)
+    corr = np.fft.irfft(cross, size)
+    # Lag k >= 0 sits at corr[k]; negative lags wrap around to the end.
+    lags = np.arange(min_lag, max_lag + 1)
+    values = corr[lags % size]
+    best = int(np.argmax(values))
+    others = np.delete(values, slice(max(best - 16, 0), best + 17))
+    spread = float(np.sqrt(np.mean(others * others))) if others.size else 0.0
+    return int(lags[best]), float(values[best] / max(spread, 1e-12))
+
+
+class EchoDelayTracker:
+    """Feeds on (microphone, reference handed out) block pairs; says when to move the
+    reference and by how much.
+
+    ``add`` returns a correction in samples: a positive one means hand out later parts
+    of the played stream (the echo came sooner than the target), a negative one earlier
+    parts. A correction is only given when two measurements in a row agree within
+    ``agree_ms`` and differ from the target by more than ``tolerance_ms``. The target is
+    the first agreed delay if it lies within ``usable_ms``, else ``preferred_ms``.
+    """
+
+    def __init__(
+        self,
+        preferred_ms: int = 40,
+        usable_ms: tuple[int, int] = (10, 120),
+        window_ms: int = 1000,
+        every_ms: int = 500,
+        max_lag_ms: int = 300,
+        tolerance_ms: int = 4,
+        agree_ms: int = 1,
+        min_prominence: float = 8.0,
+    ) -> None:
+        ms = SAMPLE_RATE_HZ // 1000
+        self._preferred = preferred_ms * ms
+        self._usable = (usable_ms[0] * ms, usable_ms[1] * ms)
+        self.target: int | None = None
+        """Samples the echo should lag the reference (None until first measured)."""
+        self._window = window_ms * ms
+        self._every = every_ms * ms
+        self._max_lag = max_lag_ms * ms
+        self._min_lag = -100 * ms
+        self._tolerance = tolerance_ms * ms
+        self._agree = agree_ms * ms
+        self._min_prominence = min_prominence
+        self._mic = np.zeros(0, np.float64)
+        self._ref = np.zeros(0, np.float64)
+        self._since = 0
+        self._last: int | None = None
+        self.lag: int | None = None
+        """The latest trusted measurement: samples the echo lags the reference."""
+        self.corrections = 0
+
+    def add(self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16]) -> int:
+        """Account for one block pair; the correction to apply now (0: none)."""
+        keep = self._window + self._max_lag
+        self._mic = np.concatenate([self._mic, mic.astype(np.float64) / 32768.0])[-keep:]
+        self._ref = np.concatenate([self._ref, ref.astype(np.float64) / 32768.0])[-keep:]
+        self._since += len(mic)
+        if self._since < self._every or len(self._mic) < keep:
+            return 0
+        self._since = 0
+        recent = self._ref[-self._window :]
+        if float(np.sqrt(np.mean(recent * recent))) < PLAYING_RMS:
+            self._last = None
+            return 0
+        mic_window = np.zeros(keep)
+        mic_window[-self._window :] = self._mic[-self._window :]
+        lag, prominence = gcc_phat_lag(mic_window, self._ref, self._max_lag, self._min_lag)
+        if prominence < self._min_prominence:
+            self._last = None
+            return 0
+        agreed = self._last is not None and abs(lag - self._last) <= self._agree
+        self._last = lag
+        if not agreed:
+            return 0
+        self.lag = lag
+        if self.target is None:
+            usable = self._usable[0] <= lag <= self._usable[1]
+            self.target = lag if usable else self._preferred
+        if abs(lag - self.target) <= self._tolerance:
+            return 0
+        # The history no longer matches the reference once it moves: measure afresh.
+        self._mic = self._mic[:0]
+        self._ref = self._ref[:0]
+        self._last = None
+        self.corrections += 1
+        return self.target - lag

@@ -1,0 +1,102 @@
+"""Recording and reading audio in end-to-end tests and the live benchmark.
+
+Shared by ``tests/test_run_e2e.py`` and ``scripts/bench_live.py``: a :class:`Tap` that records
+a PulseAudio source at 16 kHz, Korean commands said by espeak-ng (the only offline Vosk
+weights are Korean), and the few measurements both make on recordings: 10 ms levels, where
+a known sound is in a recording, and where a word's voice starts and ends.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import soundfile
+from pulse_support import pulse_target
+
+from coach.audio import INPUT_SAMPLE_RATE_HZ, AudioBlock, Input
+from coach.resample import resample
+
+RATE = INPUT_SAMPLE_RATE_HZ
+FRAME = RATE // 100
+"""10 ms at 16 kHz."""
+SILENT = 0.002
+"""RMS below this is silence (null sinks are digitally silent between sounds)."""
+
+FloatPcm = npt.NDArray[np.float64]
+
+
+def rms_frames(pcm: FloatPcm, frame: int = FRAME) -> FloatPcm:
+    """RMS level of each whole ``frame``-sample frame."""
+    n = len(pcm) // frame
+    blocks = pcm[: n * frame].reshape(n, frame)
+    return np.sqrt(np.mean(blocks * blocks, axis=1))
+
+
+def voiced_span(pcm: FloatPcm) -> tuple[int, int]:
+    """First and last sample of ``pcm`` above the silence threshold (to 10 ms)."""
+    loud = np.flatnonzero(rms_frames(pcm) > SILENT * 2)
+    return int(loud[0]) * FRAME, int(loud[-1] + 1) * FRAME
+
+
+def find(needle: FloatPcm, haystack: FloatPcm) -> tuple[int, float]:
+    """Where ``needle`` best matches in ``haystack`` and the normalised correlation there."""
+    from scipy.signal import fftconvolve
+
+    if len(haystack) < len(needle):
+        return 0, 0.0
+    corr = fftconvolve(haystack, needle[::-1], mode="valid")
+    sums = np.concatenate([[0.0], np.cumsum(haystack * haystack)])
+    energy = sums[len(needle) :] - sums[: len(sums) - len(needle)]
+    norm = np.sqrt(np.maximum(energy, 1e-12)) * np.sqrt(float(np.sum(needle * needle)))
+    score = corr / norm
+    best = int(np.argmax(score))
+    return best, float(score[best])
+
+
+def speak_korean(text: str, path: Path) -> FloatPcm:
+    """``text`` said by espeak-ng in Korean, written to ``path``; its samples at 16 kHz."""
+    subprocess.run(["espeak-ng", "-v", "ko", "-s", "150", "-w", str(path), text], check=True)
+    pcm, rate = soundfile.read(str(path), dtype="float32")
+    return resample(pcm, rate, RATE).astype(np.float64)
+
+
+class Tap:
+    """Records a PulseAudio source (16 kHz mono) in this process from the moment it opens."""
+
+    def __init__(self, source: str, timeout_s: float = 10.0) -> None:
+        self._blocks: list[npt.NDArray[np.int16]] = []
+        self._lock = threading.Lock()
+        with pulse_target(source=source):
+            self._input = Input(on_block=self._keep)
+        if not self._input.wait_first_block(timeout_s):
+            self._input.close()
+            raise RuntimeError(f"no audio from {source} within {timeout_s:g} s")
+
+    def _keep(self, block: AudioBlock) -> None:
+        with self._lock:
+            self._blocks.append(block.pcm.copy())
+
+    def samples(self) -> int:
+        """How many samples were recorded so far."""
+        with self._lock:
+            return sum(len(b) for b in self._blocks)
+
+    def pcm(self, start: int = 0) -> FloatPcm:
+        """The recording from sample ``start`` on, as floats in [-1, 1)."""
+        with self._lock:
+            blocks = list(self._blocks)
+        if not blocks:
+            return np.zeros(0)
+        return np.concatenate(blocks)[start:].astype(np.float64) / 32768.0
+
+    def recent_rms(self, ms: int) -> FloatPcm:
+        """10 ms levels of the last ``ms`` recorded."""
+        return rms_frames(self.pcm()[-ms * RATE // 1000 :])
+
+    def close(self) -> None:
+        """Stop recording."""
+        self._input.close()
