@@ -115,7 +115,7 @@ class EchoReference:
 
     def __init__(
         self,
-        keep_s: float = 4.0,
+        keep_s: float = 12.0,
         resync_ms: int = 120,
         judge_blocks: int = 50,
         lead_ms: int = 60,
@@ -125,14 +125,18 @@ class EchoReference:
         self._added = threading.Condition(self._lock)
         self._starved = False
         """A wait timed out (the speaker stopped): no more waiting until a block arrives."""
-        self._buffer = np.zeros(0, dtype=np.float32)
+        self._keep = round(keep_s * INPUT_SAMPLE_RATE_HZ)
+        self._ring = np.zeros(self._keep, dtype=np.float32)
+        """The last ``keep_s`` of played samples; absolute index ``i`` sits at ``i % keep``
+        (a ring: the audio thread appends without copying the whole history)."""
+        self._end = 0
+        """Absolute index one past the last sample added."""
         self._start_s = 0.0
         """Stream time of the first sample ever added (sample index 0)."""
-        self._base = 0
-        """Absolute index of ``_buffer[0]``."""
         self._cursor: int | None = None
         """Absolute index of the next sample to hand to the microphone side."""
-        self._keep = round(keep_s * INPUT_SAMPLE_RATE_HZ)
+        self._shifted = 0
+        """Samples the measured echo delay moved the stream from where time put it."""
         self._resync = resync_ms * INPUT_SAMPLE_RATE_HZ // 1000
         self._drift: deque[int] = deque(maxlen=judge_blocks)
         """Recent (time-based position - stream position) differences, in samples."""
@@ -157,26 +161,28 @@ class EchoReference:
             if first:
                 self._start_s = block.time_s
             else:
-                end = self._base + len(self._buffer)
+                end = self._end
                 gap = round((block.time_s - self._start_s) * INPUT_SAMPLE_RATE_HZ) - end
                 # Blocks are written back to back: what was rendered is what was played,
                 # unless the stream fell behind; a hole of a whole block or more is
                 # filled with silence (smaller differences are time-stamp jitter).
                 if gap > self._stall:
                     self.gaps += 1
-                    self._buffer = np.concatenate([self._buffer, np.zeros(gap, np.float32)])
-            self._buffer = np.concatenate([self._buffer, pcm])
-            extra = len(self._buffer) - self._keep
-            if extra > 0:
-                self._buffer = self._buffer[extra:]
-                self._base += extra
+                    self._write(np.zeros(min(gap, self._keep), np.float32))
+            self._write(pcm)
             self._starved = False
             self._added.notify_all()
+
+    def _write(self, pcm: npt.NDArray[np.float32]) -> None:
+        """Append ``pcm`` (at most ``keep`` samples) to the ring (lock held)."""
+        self._ring[np.arange(self._end, self._end + len(pcm)) % self._keep] = pcm
+        self._end += len(pcm)
 
     def shift(self, n_samples: int) -> None:
         """Hand out the played stream ``n_samples`` later (negative: earlier) from now on:
         a measured echo delay (:mod:`coach.echo_delay`) corrects the time-based alignment."""
         with self._lock:
+            self._shifted += n_samples
             if self._cursor is not None:
                 self._cursor += n_samples
                 self._drift.clear()
@@ -188,7 +194,8 @@ class EchoReference:
         out = np.zeros(n_samples, dtype=np.float32)
         with self._lock:
             if self._resampler is not None:
-                expected = round((time_s + self._lead_s - self._start_s) * INPUT_SAMPLE_RATE_HZ)
+                since_start_s = time_s + self._lead_s - self._start_s
+                expected = round(since_start_s * INPUT_SAMPLE_RATE_HZ) + self._shifted
                 if self._cursor is None:
                     self._cursor = expected
                 self._drift.append(expected - self._cursor)
@@ -202,14 +209,11 @@ class EchoReference:
                         self._drift.clear()
                 end = self._cursor + n_samples
                 if wait_s > 0 and not self._starved:
-                    ready = self._added.wait_for(
-                        lambda: self._base + len(self._buffer) >= end, timeout=wait_s
-                    )
+                    ready = self._added.wait_for(lambda: self._end >= end, timeout=wait_s)
                     self._starved = not ready
-                first = self._cursor - self._base
-                lo, hi = max(first, 0), min(first + n_samples, len(self._buffer))
-                if hi > lo:
-                    out[lo - first : hi - first] = self._buffer[lo:hi]
+                wanted = np.arange(self._cursor, self._cursor + n_samples)
+                kept = (wanted >= max(self._end - self._keep, 0)) & (wanted < self._end)
+                out[kept] = self._ring[wanted[kept] % self._keep]
                 self._cursor += n_samples
         return np.clip(np.round(out * 32767.0), -32768, 32767).astype(np.int16)
 
@@ -252,13 +256,22 @@ class PlayedSentences:
 
 
 class Hearing:
-    """Microphone blocks through the listener on a worker thread; commands come out."""
+    """Microphone blocks through the listener on a worker thread; commands come out.
+
+    The microphone opens before the recogniser has loaded (:class:`VoiceControl`): its
+    blocks wait in a backlog of up to ``backlog_s`` and are worked through once the
+    listener is attached. So the echo canceller has learnt the room from the coach's
+    first sentences by the time commands are judged (a fresh canceller lets the coach's
+    own voice through for a second or two), and a command said while the model loads is
+    still heard, a little late.
+    """
 
     def __init__(
         self,
-        listener: Listener,
+        listener: Listener | None,
         reference: EchoReference,
         played: PlayedSentences,
+        backlog_s: float = 10.0,
     ) -> None:
         self.listener = listener
         self.reference = reference
@@ -269,18 +282,40 @@ class Hearing:
         self.lost: DeviceLost | None = None
         self.failed: str | None = None
         self.lag_ms = 0
-        """Longest wait of a microphone block before the listener took it (a slow CPU shows)."""
-        self._blocks: queue.Queue[tuple[AudioBlock, float] | None] = queue.Queue(maxsize=500)
+        """Longest wait of a microphone block before the listener took it (a slow CPU
+        shows), counting only blocks that arrived once the listener was attached."""
+        self.dropped_blocks = 0
+        self._attached = threading.Event()
+        self._attached_s = 0.0
+        if listener is not None:
+            self._attached.set()
+        self._stop = threading.Event()
+        backlog = max(1, round(backlog_s * 1000 / 20))
+        self._blocks: queue.Queue[tuple[AudioBlock, float]] = queue.Queue(maxsize=backlog)
         self._thread = threading.Thread(target=self._work, name="coach-listen", daemon=True)
         self._thread.start()
+
+    def attach(self, listener: Listener) -> None:
+        """The recogniser is ready: work through the backlog, then keep up."""
+        self.listener = listener
+        self._attached_s = time.monotonic()
+        self._attached.set()
 
     def on_block(self, block: AudioBlock) -> None:
         """Input audio thread: hand the block over (never block the audio thread)."""
         self.level_dbfs = block.level_dbfs
-        try:
-            self._blocks.put_nowait((block, time.monotonic()))
-        except queue.Full:
-            _log.warning("listener is behind: dropped a microphone block")
+        item = (block, time.monotonic())
+        while True:
+            try:
+                self._blocks.put_nowait(item)
+                return
+            except queue.Full:
+                # The oldest block goes: the newest may hold a "pain".
+                try:
+                    self._blocks.get_nowait()
+                    self.dropped_blocks += 1
+                except queue.Empty:
+                    pass
 
     def on_lost(self, error: DeviceLost) -> None:
         """The microphone went away."""
@@ -288,28 +323,35 @@ class Hearing:
 
     def close(self) -> None:
         """Stop the worker."""
-        self._blocks.put(None)
+        self._stop.set()
+        self._attached.set()
         self._thread.join(timeout=2.0)
 
     def _work(self) -> None:
-        while True:
-            item = self._blocks.get()
-            if item is None:
+        self._attached.wait()
+        while not self._stop.is_set():
+            try:
+                block, arrived_s = self._blocks.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            listener = self.listener
+            if listener is None:
                 return
-            block, arrived_s = item
-            self.lag_ms = max(self.lag_ms, round((time.monotonic() - arrived_s) * 1000))
+            if arrived_s >= self._attached_s:
+                waited_ms = round((time.monotonic() - arrived_s) * 1000)
+                self.lag_ms = max(self.lag_ms, waited_ms)
             try:
                 n = len(block.pcm)
                 reference = self.reference.take(block.time_s, n, REFERENCE_WAIT_S)
                 correction = self.delay.add(block.pcm, reference)
                 if correction:
                     self.reference.shift(correction)
-                    self.listener.reference_moved()
+                    listener.reference_moved()
                     moved_ms = correction * 1000 // INPUT_SAMPLE_RATE_HZ
                     _log.info("echo delay: moved the reference by %+d ms", moved_ms)
                 end_s = block.time_s + n / INPUT_SAMPLE_RATE_HZ
                 text = self.played.text_at(block.time_s, end_s)
-                for event in self.listener.feed(block.pcm, reference, text):
+                for event in listener.feed(block.pcm, reference, text):
                     self.commands.put(event)
             except Exception as err:  # a recognizer crash must not take the session down
                 _log.exception("listener failed")
@@ -320,10 +362,11 @@ class Hearing:
 class VoiceControl:
     """Voice control being prepared in the background (loading a model takes seconds).
 
-    ``load`` builds the listener (and says which engine) on a worker thread; the loop
-    calls :meth:`poll`, and once the listener is ready it opens the microphone (on the
-    loop's thread: PortAudio streams are opened from one thread) and hands back the
-    :class:`Hearing`.
+    ``load`` builds the listener (and says which engine) on a worker thread. The loop
+    calls :meth:`poll`: the first call opens the microphone at once (on the loop's
+    thread: PortAudio streams are opened from one thread), so what it hears while the
+    model loads is kept (see :class:`Hearing`); once the listener is ready it is
+    attached and the :class:`Hearing` handed back.
     """
 
     def __init__(
@@ -336,6 +379,7 @@ class VoiceControl:
         self.reference = reference
         self.played = played
         self.hearing: Hearing | None = None
+        self.ready = False
         self.failure: str | None = None
         self.microphone: object | None = None
         self.description = ""
@@ -367,28 +411,35 @@ class VoiceControl:
 
     def poll(self) -> Hearing | str | None:
         """The Hearing once ready, a failure message if it failed, else None (still loading)."""
-        if self.hearing is not None:
+        if self.ready:
             return self.hearing
+        if self.failure is not None:
+            return self.failure
+        if self.hearing is None:
+            hearing = Hearing(None, self.reference, self.played)
+            try:
+                self.microphone = self._open_microphone(hearing)
+            except Exception as err:
+                hearing.close()
+                self.failure = getattr(err, "message", None) or str(err)
+                return self.failure
+            self.hearing = hearing
         if not self._done.is_set():
             return None
         if self.failure is not None:
+            self.close()  # no recogniser: free the microphone now
             return self.failure
         assert self._listener is not None
-        hearing = Hearing(self._listener, self.reference, self.played)
-        try:
-            self.microphone = self._open_microphone(hearing)
-        except Exception as err:
-            hearing.close()
-            self.failure = getattr(err, "message", None) or str(err)
-            return self.failure
-        self.hearing = hearing
-        return hearing
+        self.hearing.attach(self._listener)
+        self.ready = True
+        return self.hearing
 
     def close(self) -> None:
         """Stop the microphone and the listener thread."""
         close = getattr(self.microphone, "close", None)
         if callable(close):
             close()
+        self.microphone = None
         if self.hearing is not None:
             self.hearing.close()
 
