@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -37,12 +38,16 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
+if "--coach-root" in sys.argv:  # a worker running the committed (previous) coach package
+    sys.path.insert(0, sys.argv[sys.argv.index("--coach-root") + 1])
 
 import corpus_lib as cl  # noqa: E402
 
 REAL = HERE.parents[1] / "shared" / "speech" / "real"
 BLOCK_MS = 20
-ENGINES = ("spotter", "pocketsphinx")
+ENGINES = ("spotter", "spotter@HEAD", "pocketsphinx")
+"""``spotter@HEAD``: the spotter as committed at git HEAD (the previous engine), run from an
+exported copy of the committed package (``corpus_lib.export_head_tree``)."""
 TARGETS = {"stop": ">=95%", "neg": "<=1%", "latency": "p95 <=300 ms", "rtf": "<=0.1",
            "memory": "<400 MB"}
 SYNTH_POSITIVE = ("stop", "pain", "next", "pause", "repeat", "ouch", "help", "resume")
@@ -77,7 +82,7 @@ def _labelled_clips(set_name: str, seed: int) -> list[cl.Utterance]:
             command = vocabulary.command_for(text)
             variant = cl.VoiceVariant(voice, int(rng.integers(130, 200)), int(rng.integers(30, 70)))
             pcm = cl.normalize_active(cl.espeak_cached(text, variant, Path("/tmp/coach-bench-tts")))
-            for condition in ("clean", "snr10"):
+            for condition in ("clean", "snr10", "snr0"):
                 clips.append(cl.Utterance(cl.fade(pcm), {
                     "command": command.value if command else None, "phrase": text,
                     "clip": f"{voice}:{text}", "condition": condition}))
@@ -104,9 +109,10 @@ def build_streams(set_name: str, seed: int) -> list[dict[str, Any]]:
         durations = [len(u.pcm) * 1000 // cl.SAMPLE_RATE_HZ for u in subset]
         for n, layout in enumerate(cl.plan_streams(durations, 60_000, (2000, 3500), rng)):
             noise_rng = np.random.default_rng([seed, n, len(streams)])
-            if condition == "snr10":
-                def background(k: int, r: np.random.Generator = noise_rng) -> cl.Audio:
-                    return cl.noise_for_snr(cl.pink_noise(k, r), 10.0)
+            if condition.startswith("snr"):
+                def background(k: int, r: np.random.Generator = noise_rng,
+                               snr: float = float(condition[3:])) -> cl.Audio:
+                    return cl.noise_for_snr(cl.pink_noise(k, r), snr)
             else:
                 def background(k: int, r: np.random.Generator = noise_rng) -> cl.Audio:
                     return cl.room_noise(k, r)
@@ -128,10 +134,11 @@ def run_engine(engine_name: str, sets: Sequence[str], seed: int, model: str | No
     rss_before_mb = psutil.Process().memory_info().rss / 2**20
     vocabulary = load_vocabulary("en", _empty_vocabulary())
     t0 = time.perf_counter()
-    if engine_name == "spotter":
+    if engine_name.startswith("spotter"):
         from coach.listen.spotter import SpotterEngine, SpotterModel
 
-        spotter_model = SpotterModel.load(Path(model) if model else None)
+        spotter_model = SpotterModel.load(
+            Path(model) if model and engine_name == "spotter" else None)
 
         def make() -> Any:
             return SpotterEngine(vocabulary, spotter_model)
@@ -198,11 +205,14 @@ def score(set_result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def report(run: dict[str, Any]) -> None:
-    """Print the figures of one engine."""
+def report(run: dict[str, Any]) -> dict[str, float]:
+    """Print the figures of one engine; the headline ones, for the comparison table."""
+    summary: dict[str, float] = {}
     total_audio = sum(s["audio_s"] for s in run["sets"].values())
     total_proc = sum(s["proc_s"] for s in run["sets"].values())
     rtf = total_proc / max(total_audio, 1e-9)
+    summary["rtf"] = rtf
+    summary["engine growth MB"] = run["engine_growth_mb"]
     print(f"\n=== engine {run['engine']}: load {run['load_s']:.2f} s; memory "
           f"{run['baseline_mb']:.0f} MB before load, {run['loaded_mb']:.0f} MB loaded, peak "
           f"{run['peak_mb']:.0f} MB (the benchmark holds all its audio; the engine's own "
@@ -228,6 +238,12 @@ def report(run: dict[str, Any]) -> None:
                    f"p95 {np.percentile(latencies, 95):.0f} ms (target {TARGETS['latency']})"
                    if latencies else "latency n/a")
             label = f"[{condition}] " if set_name == "synth" else ""
+            key = f"{set_name}:{condition}"
+            summary[f"{key} detected %"] = 100 * len(hits) / max(1, len(pos))
+            summary[f"{key} false %"] = 100 * sum(bool(r["events"]) for r in neg) / max(1, len(neg))
+            if latencies:
+                summary[f"{key} latency p50"] = float(np.percentile(latencies, 50))
+                summary[f"{key} latency p95"] = float(np.percentile(latencies, 95))
             if set_name == "synth":
                 by_cmd = Counter(r["command"] for r in pos)
                 hit_cmd = Counter(r["command"] for r in hits)
@@ -254,6 +270,67 @@ def report(run: dict[str, Any]) -> None:
                 if yes_no:
                     print(f"      of which YES/NO heard on a real 'yes'/'no' (arguably right): "
                           f"{len(yes_no)}; without them: {pct(len(fired) - len(yes_no), len(neg))}")
+    return summary
+
+
+def compare(summaries: dict[str, dict[str, float]], baseline: str = "pocketsphinx") -> None:
+    """One table of the headline figures, every engine side by side, with the ratio of each
+    to the baseline engine measured in the same run."""
+    engines = list(summaries)
+    keys = list(dict.fromkeys(k for s in summaries.values() for k in s))
+    print(f"\n=== comparison (same run; ratio = engine / {baseline})")
+    print("  " + f"{'figure':34s}" + "".join(f"{e:>22s}" for e in engines))
+    for key in keys:
+        cells = []
+        for engine in engines:
+            value = summaries[engine].get(key)
+            base = summaries.get(baseline, {}).get(key)
+            if value is None:
+                cells.append(f"{'-':>22s}")
+                continue
+            ratio = f" (x{value / base:.2f})" if base and engine != baseline else ""
+            cells.append(f"{value:>12.3g}{ratio:>10s}")
+        print("  " + f"{key:34s}" + "".join(cells))
+
+
+def enroll_study(model: str | None) -> None:
+    """How far live takes lie from an enrollment (REAL one_speaker, the TUNING set): three
+    "stop" takes enrolled, then the lowest distance over a stream for other "stop" takes and
+    for the other words. Chooses ``coach.listen.enroll.DEFAULT_MAX_DISTANCE``."""
+    from coach.listen.embedding import FrontEnd
+    from coach.listen.enroll import TEMPLATE_STEPS, Enrollment
+    from coach.listen.spotter import SpotterModel
+
+    folder = REAL / "one_speaker"
+    if not folder.is_dir():
+        print(f"[no recordings at {folder}]")
+        return
+    front_end = FrontEnd()
+    spotter = SpotterModel.load(Path(model) if model else None)
+    rng = np.random.default_rng(5)
+
+    def stream(path: Path) -> Any:
+        pcm, rate = cl.read_wav(path)
+        out = cl.room_noise(16_000 * 4, rng)
+        out[24_000 : 24_000 + len(pcm)] += cl.resample(pcm, rate)
+        return cl.to_int16(out)
+
+    stops = sorted((folder / "stop").glob("*.wav"))
+    enrollment = Enrollment("en")
+    for path in stops[:3]:
+        enrollment.add_take("stop", stream(path), front_end, spotter)
+    distances: dict[str, list[float]] = {}
+    others = [p for d in sorted(folder.iterdir()) if d.is_dir() and d.name != "stop"
+              for p in sorted(d.glob("*.wav"))[:6]]
+    for path in stops[3:40] + others:
+        emb = spotter.normalise(front_end.embed_clip(stream(path)))
+        best = min(enrollment.nearest(emb[k - TEMPLATE_STEPS + 1 : k + 1], {"stop": "STOP"})[1]
+                   for k in range(TEMPLATE_STEPS - 1, len(emb)))
+        distances.setdefault("stop" if path.parent.name == "stop" else "other", []).append(best)
+    for name, values in distances.items():
+        q = np.percentile(values, [0, 5, 50, 95, 100])
+        print(f"  {name:6s} n={len(values)}: min {q[0]:.3f} p5 {q[1]:.3f} median {q[2]:.3f} "
+              f"p95 {q[3]:.3f} max {q[4]:.3f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,23 +342,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--model", help="spotter model file (default: the packaged one)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--coach-root", help=argparse.SUPPRESS)
+    parser.add_argument("--enroll-study", action="store_true",
+                        help="only measure enrollment distances on one_speaker (TUNING set)")
     args = parser.parse_args(argv)
     sets = [s for s in args.sets.split(",") if s]
+    if args.enroll_study:
+        enroll_study(args.model)
+        return 0
     if args.worker:
         print(json.dumps(run_engine(args.worker, sets, args.seed, args.model)))
         return 0
     started = time.perf_counter()
+    summaries: dict[str, dict[str, float]] = {}
+    load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     for engine in args.engines.split(","):
         model = ["--model", args.model] if args.model else []
+        if engine == "spotter@HEAD":
+            model += ["--coach-root", str(cl.export_head_tree(HERE.parent))]
         cmd = [sys.executable, __file__, "--worker", engine, "--sets", args.sets,
                "--seed", str(args.seed), *model]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             print(f"[engine {engine} failed:\n{proc.stderr[-3000:]}]")
             continue
-        report(json.loads(proc.stdout.strip().splitlines()[-1]))
+        summaries[engine] = report(json.loads(proc.stdout.strip().splitlines()[-1]))
         sys.stdout.flush()
-    print(f"\n[bench done in {time.perf_counter() - started:.0f} s]")
+    if len(summaries) > 1:
+        compare(summaries)
+    print(f"\n[bench done in {time.perf_counter() - started:.0f} s; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} (at the start {load_at_start})]")
     return 0
 
 

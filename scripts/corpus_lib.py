@@ -457,3 +457,24 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass as a plain dict (for JSON)."""
     return asdict(obj)
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+HEAD_TREE = Path("/tmp/coach-head-tree")
+"""Where ``export_head_tree`` puts the committed ``coach`` package (the previous engines)."""
+
+
+def export_head_tree(root: Path, folder: Path = HEAD_TREE) -> Path:
+    """The ``coach`` package as committed at HEAD, unpacked under ``folder`` (read-only git):
+    put ``folder`` first on ``sys.path`` to run the committed engines next to the new ones."""
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    target = folder / commit[:12]
+    if not (target / "coach" / "__init__.py").is_file():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(root), "archive", "HEAD", "coach"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target

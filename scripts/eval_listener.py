@@ -20,6 +20,10 @@ blocks through ``coach.listen.Listener`` as the live session does. Example:
 
     .venv/bin/python scripts/eval_listener.py --quick
     .venv/bin/python scripts/eval_listener.py --engines auto,pocketsphinx,vosk
+    .venv/bin/python scripts/eval_listener.py --quick --engines spotter,spotter@HEAD,pocketsphinx
+
+``spotter@HEAD`` is the spotter as committed at git HEAD (the previous engine), run from an
+exported copy of the committed package, so old and new are measured in the same run.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus_lib as cl
 
 SHARED_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "speech" / "real"
+HEAD_SPOTTER = "spotter@HEAD"
+"""Engine label of the spotter as committed at git HEAD (the previous engine)."""
+HEAD_TREE_ENV = "COACH_EVAL_HEAD_TREE"
 URGENT = ("PAIN", "STOP")
 ECHO_TAIL_MS = 600
 """A sentence counts as playing this long after it ends (as coach.live does)."""
@@ -353,6 +360,9 @@ def run_worker(engine_name: str, language: str, model: str | None, set_paths: li
                block_ms: int) -> dict[str, Any]:
     """Load the engine once and feed every set; events and timings as JSON."""
     os.environ.setdefault("COACH_CONFIG_DIR", tempfile.mkdtemp(prefix="coach-eval-config-"))
+    if engine_name == HEAD_SPOTTER:  # the committed (previous) spotter, from an exported copy
+        sys.path.insert(0, os.environ[HEAD_TREE_ENV])
+        engine_name = "spotter"
     from coach.listen.listener import Listener
     from coach.listen.select import EngineChoice, build_engine, choose_engine
     from coach.listen.vocabulary import load_vocabulary
@@ -653,7 +663,12 @@ def engine_runs(engines: list[str], model: str | None) -> list[tuple[str, str, s
 
     runs: list[tuple[str, str, str | None]] = []
     chosen: dict[str, str] = {}
+    if HEAD_SPOTTER in engines:
+        os.environ[HEAD_TREE_ENV] = str(cl.export_head_tree(Path(__file__).resolve().parents[1]))
+        runs.append((HEAD_SPOTTER, "en", None))
     for name in engines:
+        if name == HEAD_SPOTTER:
+            continue
         try:
             choice = choose_engine(name, "en", Path(model) if model else None)
         except CoachError as err:
@@ -715,6 +730,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     wanted = set(args.sets.split(","))
+    load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     tag = "-quick" if args.quick else ""
     work = args.work / ("quick" if args.quick else "full")
     (work / "wav").mkdir(parents=True, exist_ok=True)
@@ -757,7 +773,8 @@ def main(argv: list[str] | None = None) -> int:
     runs_out = []
     from coach.listen.select import ENGINE_NAMES
 
-    engines = list(ENGINE_NAMES) if args.engines == "all" else args.engines.split(",")
+    engines = ([*ENGINE_NAMES, HEAD_SPOTTER] if args.engines == "all"
+               else args.engines.split(","))
     for label, language, model in engine_runs(engines, args.model):
         if not sets[language]:
             continue
@@ -796,7 +813,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
     if args.json:
         args.json.write_text(json.dumps(runs_out, indent=1), encoding="utf-8")
-    print(f"\n[total {time.perf_counter() - started:.0f} s]")
+    print(f"\n[total {time.perf_counter() - started:.0f} s; load average at the end "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, at the start {load_at_start}]")
     return 0
 
 

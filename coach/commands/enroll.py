@@ -70,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise CoachError(f"unknown command in --commands: {err}") from err
     from coach.audio import Input
+    from coach.listen.embedding import FrontEnd
+    from coach.listen.spotter import SpotterModel
 
+    front_end, model = FrontEnd(), SpotterModel.load()
     enrollment = store.load(args.language) or Enrollment(args.language)
     with Input() as mic:
         if not mic.wait_first_block(5.0):
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                 utterance = capture_take(blocks())
                 if utterance is None:
                     raise CoachError(f"heard nothing for {phrase!r}: check the microphone level")
-                enrollment.add_take(phrase, utterance.pcm)
+                enrollment.add_take(phrase, utterance.pcm, front_end, model)
     limit = enrollment.calibrate()
     path = store.save(enrollment)
     print(f"stored {sum(len(t) for t in enrollment.templates.values())} takes of "
