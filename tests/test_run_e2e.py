@@ -258,6 +258,7 @@ def test_pain_next_and_stop_by_voice_through_real_audio(
         code, stdout = coach.finish(timeout_s=40)
     finally:
         coach.kill()
+        print("coach stderr:", *coach.lines, sep="\n")  # shown by pytest when the test fails
         # Kept beside the test's temporary files for anyone debugging a failure.
         soundfile.write(str(tmp_path / "heard.wav"), mic.pcm(), RATE)
         soundfile.write(str(tmp_path / "played.wav"), out.pcm(), RATE)
