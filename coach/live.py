@@ -104,8 +104,11 @@ class EchoReference:
     times jitter by milliseconds, which would scramble the reference if each block were
     looked up on its own, so the reference is read as one continuous stream: aligned by
     time once, then advanced sample for sample, and re-aligned by time only when the
-    median offset over ``judge_blocks`` blocks exceeds ``resync_ms`` (a stall); finer
-    alignment comes from the measured echo delay (:meth:`shift`).
+    median offset over ``judge_blocks`` blocks exceeds ``resync_ms`` (a stall of a
+    second or more); finer alignment comes from the measured echo delay (:meth:`shift`).
+    A tighter time-based rule did harm: while PulseAudio delivers the first microphone
+    data in bursts, block times are estimates off by 100 ms and more, and re-aligning on
+    them moved the reference away from the echo just as the canceller was learning it.
 
     The microphone side may ask for samples the speaker has not rendered yet (the lead
     reaches past what the output stream has written ahead); ``take`` then waits up to
@@ -116,7 +119,7 @@ class EchoReference:
     def __init__(
         self,
         keep_s: float = 12.0,
-        resync_ms: int = 120,
+        resync_ms: int = 1000,
         judge_blocks: int = 50,
         lead_ms: int = 60,
     ) -> None:
