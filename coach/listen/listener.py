@@ -109,10 +109,10 @@ class Listener:
         self.endpoint_silence_ms = endpoint_silence_ms
         """Close a short utterance after this much silence (voice activity); None: off."""
         self.endpoint_max_ms = endpoint_max_ms
+        """Only utterances up to this long (a command, not a sentence) are closed early."""
         self.endpoint_min_residual_ratio = endpoint_min_residual_ratio
         """Over the coach's voice, close early only an utterance whose residual after echo
         cancellation keeps this share of the microphone energy (a person, not echo)."""
-        """Only utterances up to this long (a command, not a sentence) are closed early."""
         self._endpointed_start_ms = -1
         self._urgent_span_start_ms = -1
         """Voice activity span in which an early endpoint already found PAIN or STOP."""
