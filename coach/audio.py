@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType, TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -579,7 +579,6 @@ def _open_errors() -> tuple[type[BaseException], ...]:
     return (*_portaudio_errors(), ValueError)
 
 
-
 def _release(stream: Any) -> None:
     """Stop and close a PortAudio stream; one that already died must not raise."""
     with contextlib.suppress(Exception):
@@ -587,7 +586,90 @@ def _release(stream: Any) -> None:
     with contextlib.suppress(Exception):
         stream.close()
 
-class Output:
+
+class _DeviceStream:
+    """What the speaker and the microphone share: opening their stream, watching it for
+    faults and stalls, and releasing it."""
+
+    _kind: DeviceKind
+    device: Device | None
+    _stream: Stream
+
+    def __init__(self) -> None:
+        self._error: DeviceLost | None = None
+        self._closing = False
+        self._last_callback = time.monotonic()
+
+    def _open(self, open_stream: Callable[[], Stream]) -> None:
+        """Open and start the stream; AudioUnavailable (naming the device) if either fails."""
+        try:
+            self._stream = open_stream()
+        except _open_errors() as err:
+            raise self._unavailable(err) from err
+        try:
+            self._stream.start()
+        except _open_errors() as err:
+            self._closing = True
+            with contextlib.suppress(Exception):
+                self._stream.close()
+            raise self._unavailable(err) from err
+
+    def _unavailable(self, err: BaseException) -> AudioUnavailable:
+        name = self.device.name if self.device else "default"
+        return AudioUnavailable(f"cannot open audio {self._kind} {name!r}: {err}")
+
+    @property
+    def error(self) -> DeviceLost | None:
+        """Why the stream died, if it did."""
+        return self._error
+
+    def _watching(self) -> bool:
+        """Whether a silent stream counts as stalled yet."""
+        return True
+
+    def check(self, stall_s: float | None = None) -> None:
+        """Raise DeviceLost if the stream died (or produced no callback for ``stall_s``)."""
+        if (
+            self._error is None
+            and stall_s is not None
+            and not self._closing
+            and self._watching()
+            and time.monotonic() - self._last_callback > stall_s
+        ):
+            self._lose(f"audio {self._kind} stopped responding for {stall_s:g} s")
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """Stop at once and release the device."""
+        self._closing = True
+        _release(self._stream)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _finished(self) -> None:
+        if not self._closing:
+            self._lose(f"the audio {self._kind} device stopped (was it unplugged?)")
+
+    def _lose(self, reason: str) -> None:
+        if self._error is None:
+            self._error = DeviceLost(reason)
+            self._lost(self._error)
+
+    def _lost(self, error: DeviceLost) -> None:
+        """The stream died: tell whoever waits on it (audio or calling thread)."""
+
+
+class Output(_DeviceStream):
     """The coach's speaker: a callback stream playing queued clips in short (10 ms) blocks.
 
     ``on_event`` and ``reference`` run on the audio thread (DROPPED events on the thread
@@ -607,6 +689,8 @@ class Output:
         reference: BlockSink | None = None,
         stream_factory: StreamFactory | None = None,
     ) -> None:
+        super().__init__()
+        self._kind = "output"
         if stream_factory is None:
             self.device: Device | None = _resolve(device, "output")
             rate = sample_rate_hz or self.device.default_sample_rate_hz
@@ -618,13 +702,10 @@ class Output:
         self.block_frames = max(1, round(rate * block_ms / 1000))
         self._queue = PlaybackQueue(rate, on_event=on_event, reference=reference)
         self.events = self._queue.events
-        self._error: DeviceLost | None = None
-        self._closing = False
         self.channels = 1
         """1, or 2 for devices that only open in stereo (the mono signal goes to both)."""
         self.underflows = 0
         """Blocks PortAudio asked for too late (the speaker heard a gap); for diagnostics."""
-        self._last_callback = time.monotonic()
         factory = stream_factory or _default_output_factory
         kwargs: dict[str, Any] = {
             "samplerate": rate,
@@ -636,24 +717,16 @@ class Output:
         }
         if self.device is not None:
             kwargs["device"] = self.device.index
-        try:
+
+        def open_stream() -> Stream:
             try:
-                self._stream = factory(channels=1, **kwargs)
+                return factory(channels=1, **kwargs)
             except _open_errors():
                 # Some hardware devices only open in stereo; write the mono signal to both.
                 self.channels = 2
-                self._stream = factory(channels=2, **kwargs)
-        except _open_errors() as err:
-            name = self.device.name if self.device else "default"
-            raise AudioUnavailable(f"cannot open audio output {name!r}: {err}") from err
-        try:
-            self._stream.start()
-        except _open_errors() as err:
-            self._closing = True
-            with contextlib.suppress(Exception):
-                self._stream.close()
-            name = self.device.name if self.device else "default"
-            raise AudioUnavailable(f"cannot open audio output {name!r}: {err}") from err
+                return factory(channels=2, **kwargs)
+
+        self._open(open_stream)
 
     # -- session side --------------------------------------------------------------------------
 
@@ -698,39 +771,6 @@ class Output:
         except Exception:  # a dead stream cannot tell the time; the last block can
             return self._queue.last_time_s
 
-    @property
-    def error(self) -> DeviceLost | None:
-        """Why the stream died, if it did."""
-        return self._error
-
-    def check(self, stall_s: float | None = None) -> None:
-        """Raise DeviceLost if the stream died (or produced no callback for ``stall_s``)."""
-        if (
-            self._error is None
-            and stall_s is not None
-            and not self._closing
-            and time.monotonic() - self._last_callback > stall_s
-        ):
-            self._lose(f"audio output stopped responding for {stall_s:g} s")
-        if self._error is not None:
-            raise self._error
-
-    def close(self) -> None:
-        """Stop at once (whatever is queued is discarded) and release the device."""
-        self._closing = True
-        _release(self._stream)
-
-    def __enter__(self) -> Output:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # -- audio thread --------------------------------------------------------------------------
 
     def _callback(
@@ -742,14 +782,9 @@ class Output:
         block = self._queue.render(frames, float(time_info.outputBufferDacTime))
         outdata[:] = block[:, None]
 
-    def _finished(self) -> None:
-        if not self._closing:
-            self._lose("the audio output device stopped (was it unplugged?)")
-
-    def _lose(self, reason: str) -> None:
-        if self._error is None:
-            self._error = DeviceLost(reason)
-            self._queue.fail(reason, self._queue.last_time_s)
+    def _lost(self, error: DeviceLost) -> None:
+        # Whatever is queued is discarded, and wait_idle wakes up.
+        self._queue.fail(error.message, self._queue.last_time_s)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -759,9 +794,7 @@ class Output:
 class Capture:
     """Turns device blocks (any rate, float) into 16 kHz mono int16 AudioBlocks."""
 
-    def __init__(
-        self, device_rate_hz: int, deliver: BlockSink, block_ms: int = BLOCK_MS
-    ) -> None:
+    def __init__(self, device_rate_hz: int, deliver: BlockSink, block_ms: int = BLOCK_MS) -> None:
         self.device_rate_hz = device_rate_hz
         self._deliver = deliver
         self._resampler = StreamResampler(device_rate_hz, INPUT_SAMPLE_RATE_HZ)
@@ -789,7 +822,7 @@ class Capture:
             self._deliver(AudioBlock(pcm16, INPUT_SAMPLE_RATE_HZ, t, level_dbfs(chunk)))
 
 
-class Input:
+class Input(_DeviceStream):
     """The coach's microphone: 16 kHz mono int16 blocks (with stream time and level).
 
     Blocks go to ``on_block`` (audio thread: keep it quick) or, without one, into
@@ -808,6 +841,8 @@ class Input:
         queue_blocks: int = 500,
         stream_factory: StreamFactory | None = None,
     ) -> None:
+        super().__init__()
+        self._kind = "input"
         sd: ModuleType | None = None
         if stream_factory is None:
             self.device: Device | None = _resolve(device, "input")
@@ -822,11 +857,8 @@ class Input:
         """Level of the latest block, for a meter."""
         self._on_block = on_block
         self._on_lost = on_lost
-        self._error: DeviceLost | None = None
-        self._closing = False
         self._first = threading.Event()
         self._latency_s = 0.0
-        self._last_callback = time.monotonic()
         rate = self._device_rate(sd)
         self.device_rate_hz = rate
         self._capture = Capture(rate, self._deliver, block_ms)
@@ -842,19 +874,7 @@ class Input:
         }
         if self.device is not None:
             kwargs["device"] = self.device.index
-        try:
-            self._stream = factory(**kwargs)
-        except _open_errors() as err:
-            name = self.device.name if self.device else "default"
-            raise AudioUnavailable(f"cannot open audio input {name!r}: {err}") from err
-        try:
-            self._stream.start()
-        except _open_errors() as err:
-            self._closing = True
-            with contextlib.suppress(Exception):
-                self._stream.close()
-            name = self.device.name if self.device else "default"
-            raise AudioUnavailable(f"cannot open audio input {name!r}: {err}") from err
+        self._open(lambda: factory(**kwargs))
         reported = getattr(self._stream, "latency", 0.0)
         self._latency_s = float(reported) if isinstance(reported, (int, float)) else 0.0
 
@@ -878,39 +898,9 @@ class Input:
         except Exception:
             return 0.0
 
-    @property
-    def error(self) -> DeviceLost | None:
-        """Why the stream died, if it did."""
-        return self._error
-
-    def check(self, stall_s: float | None = None) -> None:
-        """Raise DeviceLost if the stream died (or produced no callback for ``stall_s``)."""
-        if (
-            self._error is None
-            and stall_s is not None
-            and not self._closing
-            and self._first.is_set()
-            and time.monotonic() - self._last_callback > stall_s
-        ):
-            self._lose(f"audio input stopped responding for {stall_s:g} s")
-        if self._error is not None:
-            raise self._error
-
-    def close(self) -> None:
-        """Stop recording and release the device."""
-        self._closing = True
-        _release(self._stream)
-
-    def __enter__(self) -> Input:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def _watching(self) -> bool:
+        # PulseAudio takes 1-2 s to deliver the first microphone data: no stall before it.
+        return self._first.is_set()
 
     def _callback(
         self, indata: npt.NDArray[np.float32], frames: int, time_info: CallbackTime, status: object
@@ -952,15 +942,9 @@ class Input:
                 except queue.Empty:
                     pass
 
-    def _finished(self) -> None:
-        if not self._closing:
-            self._lose("the audio input device stopped (was it unplugged?)")
-
-    def _lose(self, reason: str) -> None:
-        if self._error is None:
-            self._error = DeviceLost(reason)
-            if self._on_lost is not None:
-                self._on_lost(self._error)
+    def _lost(self, error: DeviceLost) -> None:
+        if self._on_lost is not None:
+            self._on_lost(error)
 
 
 class _DuplexHub:
