@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from coach.audio import (
+    BLOCK_MS,
     INPUT_SAMPLE_RATE_HZ,
     AudioBlock,
     DeviceLost,
@@ -293,7 +294,7 @@ class Hearing:
         if listener is not None:
             self._attached.set()
         self._stop = threading.Event()
-        backlog = max(1, round(backlog_s * 1000 / 20))
+        backlog = max(1, round(backlog_s * 1000 / BLOCK_MS))  # microphone blocks
         self._blocks: queue.Queue[tuple[AudioBlock, float]] = queue.Queue(maxsize=backlog)
         self._thread = threading.Thread(target=self._work, name="coach-listen", daemon=True)
         self._thread.start()
