@@ -282,22 +282,31 @@ def test_a_truncated_model_file_is_a_clear_error_not_a_crash(tmp_path: Path) -> 
         VoskModel(corrupt)
 
 
+def coach_saying_pain() -> tuple[np.ndarray, list[tuple[int, int, str]], int]:
+    """The coach warming up, then saying a sentence with "아파" in it: its audio, what it
+    played when (sample spans), and where the sentence starts."""
+    warm_up_text = "좋아요 천천히 다리를 들어 올리세요"
+    warm_up = concat([speak(warm_up_text, *COACH_VOICE), silence(500)])
+    text = "많이 아파 그러면 말하세요"
+    sentence = speak(text, *COACH_VOICE)
+    coach = concat([warm_up, sentence, silence(2500)])
+    playing = [
+        (0, len(warm_up) - 8000, warm_up_text),
+        (len(warm_up), len(warm_up) + len(sentence), text),
+    ]
+    return coach, playing, len(warm_up)
+
+
 @pytest.mark.parametrize("offset_s", [0.3, 1.0, 2.5])
 def test_the_user_saying_the_word_the_coach_just_said_is_still_heard(
     model: VoskModel, vocabulary: Vocabulary, offset_s: float
 ) -> None:
     # The self-word gate suspects "아파" (it is in the sentence being played) but the
     # residual after echo cancellation shows a person said it: barge-in, not echo.
-    warm_up_text = "좋아요 천천히 다리를 들어 올리세요"
-    warm_up = concat([speak(warm_up_text, *COACH_VOICE), silence(500)])
-    text = "많이 아파 그러면 말하세요"
-    sentence = speak(text, *COACH_VOICE)
-    coach = concat([warm_up, sentence, silence(2500)])
-    playing = [(0, len(warm_up) - 8000, warm_up_text),
-               (len(warm_up), len(warm_up) + len(sentence), text)]
+    coach, playing, warm_up_samples = coach_saying_pain()
     assert feed(listener_for(model, vocabulary), coach, reference=coach, playing=playing) == []
     word = user("아파")
-    at = len(warm_up) + int(offset_s * 16000)
+    at = warm_up_samples + int(offset_s * 16000)
     said = np.zeros_like(coach)
     said[at : at + len(word)] = word
     mic = mix(coach, said, rms(coach) / rms(word))  # 0 dB
@@ -344,17 +353,11 @@ def test_barge_in_through_a_reverberant_room_is_heard(
     # The room's tail carries most of the echo energy, and Speex adapts to it slowly:
     # the canceller replays what it already heard while young, so three seconds into
     # the session it removes enough of the coach for the gate to trust a barge-in.
-    warm_up_text = "좋아요 천천히 다리를 들어 올리세요"
-    warm_up = concat([speak(warm_up_text, *COACH_VOICE), silence(500)])
-    text = "많이 아파 그러면 말하세요"
-    sentence = speak(text, *COACH_VOICE)
-    coach = concat([warm_up, sentence, silence(2500)])
-    playing = [(0, len(warm_up) - 8000, warm_up_text),
-               (len(warm_up), len(warm_up) + len(sentence), text)]
+    coach, playing, warm_up_samples = coach_saying_pain()
     echo = room_echo(coach)
     assert feed(listener_for(model, vocabulary), echo, reference=coach, playing=playing) == []
     word = user("아파")  # also in the coach's sentence: the gate needs echo evidence
-    at = len(warm_up) + int(offset_s * 16000)
+    at = warm_up_samples + int(offset_s * 16000)
     said = np.zeros_like(coach)
     said[at : at + len(word)] = word
     mic = mix(echo, said, rms(echo) / rms(word))  # 0 dB at the microphone
