@@ -202,7 +202,7 @@ def phrase_pcm(text: str) -> npt.NDArray[np.float64]:
 
 @pytest.mark.xfail(
     reason=(
-        "flaky (issue 5): under load the coach's speaker underflows (3-16 times a run here), "
+        "flaky (issue 5): under load the coach's speaker underflows (3-25 times a run here), "
         "each shifting the echo path; until the delay tracker and the canceller have "
         "re-adapted (1-3 s) a command said over the coach can be dropped, or the English "
         "coach's voice heard by the Korean model as a command, which the self-word gate "
