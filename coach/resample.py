@@ -1,4 +1,9 @@
-"""Sample-rate conversion: whole clips (scipy resample_poly) and a streaming twin for live input."""
+"""Sample-rate conversion for live audio: whole clips and blocks, with resample_poly's filter.
+
+numpy only: importing scipy.signal takes about a second of interpreter time, and the first
+resampling happens on the speaker's audio thread and while the coach is talking, where that
+second was heard as speaker underflows.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ FloatArray = npt.NDArray[np.float32]
 
 # resample_poly's default design: a Kaiser-windowed sinc, 10 zero crossings per side.
 _HALF_ZEROS = 10
-_WINDOW = ("kaiser", 5.0)
+_KAISER_BETA = 5.0
+_CHUNK = 16_384
+"""Input samples resampled at a time for a whole clip (bounds the gather's memory)."""
 
 
 def ratio(from_hz: int, to_hz: int) -> tuple[int, int]:
@@ -29,14 +36,33 @@ def resampled_length(n_samples: int, from_hz: int, to_hz: int) -> int:
 
 
 def resample(pcm: npt.ArrayLike, from_hz: int, to_hz: int) -> FloatArray:
-    """A whole mono clip at ``to_hz`` (float32); a copy even when the rates match."""
+    """A whole mono clip at ``to_hz`` (float32); a copy even when the rates match.
+
+    The same samples as ``scipy.signal.resample_poly`` (same filter, same length), to float
+    rounding.
+    """
     x = np.asarray(pcm, dtype=np.float32).reshape(-1)
     if from_hz == to_hz:
         return x.copy()
-    from scipy.signal import resample_poly  # slow to import; only needed here
+    streamer = StreamResampler(from_hz, to_hz)
+    n_out = resampled_length(x.size, from_hz, to_hz)
+    pieces = [streamer.process(x[i : i + _CHUNK]) for i in range(0, x.size, _CHUNK)]
+    # resample_poly pads the end with zeros; so does the flush.
+    pieces.append(streamer.process(np.zeros(streamer.flush_samples, dtype=np.float32)))
+    return np.concatenate(pieces)[:n_out]
 
-    up, down = ratio(from_hz, to_hz)
-    return np.asarray(resample_poly(x, up, down), dtype=np.float32)
+
+def lowpass_taps(
+    num_taps: int, cutoff: float, beta: float = _KAISER_BETA
+) -> npt.NDArray[np.float64]:
+    """A Kaiser-windowed sinc low-pass with unit gain at DC: ``scipy.signal.firwin``'s design.
+
+    ``cutoff`` is a fraction of the Nyquist frequency, as in firwin.
+    """
+    n = np.arange(num_taps) - (num_taps - 1) / 2
+    h = cutoff * np.sinc(cutoff * n) * np.kaiser(num_taps, beta)
+    taps: npt.NDArray[np.float64] = h / h.sum()
+    return taps
 
 
 class StreamResampler:
@@ -56,10 +82,7 @@ class StreamResampler:
         self._n_out = 0
         if self.up == self.down:
             return
-        from scipy.signal import firwin  # slow to import; only needed here
-
-        h = firwin(2 * self._half_len + 1, 1.0 / max(self.up, self.down), window=_WINDOW)
-        h = h * self.up
+        h = lowpass_taps(2 * self._half_len + 1, 1.0 / max(self.up, self.down)) * self.up
         self._taps = -(-h.size // self.up)
         padded = np.zeros(self._taps * self.up)
         padded[: h.size] = h
@@ -68,6 +91,11 @@ class StreamResampler:
         # History starts with zeros, as resample_poly pads the signal with zeros.
         self._buffer = np.zeros(self._taps, dtype=np.float64)
         self._buffer_start = -self._taps  # global input index of _buffer[0]
+
+    @property
+    def flush_samples(self) -> int:
+        """Zeros to feed after the last input so every output sample it implies is complete."""
+        return -(-self._half_len // self.up) + 1 if self.up != self.down else 0
 
     @property
     def samples_in(self) -> int:

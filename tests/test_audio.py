@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from math import gcd
 from types import SimpleNamespace
 
 import numpy as np
@@ -25,7 +28,7 @@ from coach.audio import (
     pick_device,
 )
 from coach.errors import CoachError
-from coach.resample import StreamResampler, resample, resampled_length
+from coach.resample import StreamResampler, lowpass_taps, resample, resampled_length
 
 RATE = 48_000
 BLOCK = RATE // 100  # OUTPUT_BLOCK_MS = 10 ms
@@ -356,10 +359,40 @@ def test_pick_device_errors_list_the_candidates() -> None:
         pick_device(None, "output", [])
 
 
+RATE_PAIRS = [
+    (44_100, 16_000),
+    (48_000, 16_000),
+    (22_050, 16_000),
+    (8_000, 16_000),
+    (22_050, 48_000),
+]
+
+
+def test_lowpass_taps_are_firwins_kaiser_design() -> None:
+    from scipy.signal import firwin
+
+    for num_taps, cutoff in [(61, 1 / 3), (6401, 1 / 320), (21, 0.5)]:
+        expected = firwin(num_taps, cutoff, window=("kaiser", 5.0))
+        np.testing.assert_allclose(lowpass_taps(num_taps, cutoff), expected, rtol=0, atol=1e-12)
+
+
+def test_resample_gives_what_resample_poly_gives() -> None:
+    rng = np.random.default_rng(4)
+    for n in (1, 7, 20_000, 40_000):
+        x = rng.standard_normal(n).astype(np.float32)
+        for from_hz, to_hz in RATE_PAIRS:
+            up, down = to_hz // gcd(from_hz, to_hz), from_hz // gcd(from_hz, to_hz)
+            expected = resample_poly(x.astype(np.float64), up, down)
+            y = resample(x, from_hz, to_hz)
+            assert y.dtype == np.float32
+            assert len(y) == len(expected) == resampled_length(n, from_hz, to_hz)
+            np.testing.assert_allclose(y, expected, atol=1e-5)
+
+
 def test_stream_resampler_matches_resample_poly_block_by_block() -> None:
     rng = np.random.default_rng(5)
     x = rng.standard_normal(20_000).astype(np.float32)
-    for from_hz, to_hz in [(44_100, 16_000), (48_000, 16_000), (22_050, 16_000), (8_000, 16_000)]:
+    for from_hz, to_hz in RATE_PAIRS:
         streamer = StreamResampler(from_hz, to_hz)
         pieces, start = [], 0
         while start < len(x):
@@ -367,11 +400,27 @@ def test_stream_resampler_matches_resample_poly_block_by_block() -> None:
             pieces.append(streamer.process(x[start : start + size]))
             start += size
         y = np.concatenate(pieces)
-        whole = resample(x, from_hz, to_hz)
-        assert len(whole) == resampled_length(len(x), from_hz, to_hz)
-        # The streamer holds back the last 10 zero crossings of the filter (<= 20 samples).
-        assert len(whole) - 21 <= len(y) <= len(whole)
+        up, down = to_hz // gcd(from_hz, to_hz), from_hz // gcd(from_hz, to_hz)
+        whole = resample_poly(x.astype(np.float64), up, down)
+        # The streamer holds back the last 10 zero crossings of the filter (<= 30 samples).
+        assert len(whole) - 31 <= len(y) <= len(whole)
         np.testing.assert_allclose(y, whole[: len(y)], atol=1e-5)
+
+
+def test_live_audio_path_does_not_import_scipy() -> None:
+    """scipy.signal costs a second of interpreter time: on the speaker's thread, underflows."""
+    code = (
+        "import sys, numpy as np\n"
+        "from coach import audio, live\n"
+        "from coach.resample import StreamResampler, resample\n"
+        "StreamResampler(44_100, 16_000).process(np.ones(441))\n"
+        "resample(np.ones(2205), 22_050, 48_000)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('scipy')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
 
 
 def test_stream_resampler_at_equal_rates_passes_through() -> None:

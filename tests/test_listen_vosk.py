@@ -22,8 +22,9 @@ from listen_support import (
 
 from coach.errors import CoachError
 from coach.listen import Command, Listener
+from coach.listen.lexicon import model_lexicon
 from coach.listen.vocabulary import Vocabulary, load_vocabulary
-from coach.listen.vosk_engine import VoskEngine, VoskModel, check_model_dir, model_words
+from coach.listen.vosk_engine import VoskEngine, VoskModel, check_model_dir
 
 pytestmark = [pytest.mark.vosk, pytest.mark.speech]
 
@@ -145,8 +146,9 @@ def test_the_gate_alone_drops_a_played_command_word_without_echo_evidence(
     # says what it played: the gate must still refuse the coach's own word.
     coach = concat([silence(300), speak("아파", *USER_VOICE), silence(1500)])
     listener = listener_for(model, vocabulary)
-    events = feed(listener, coach, reference=np.zeros_like(coach),
-                  playing=[(0, len(coach), "아파?")])
+    events = feed(
+        listener, coach, reference=np.zeros_like(coach), playing=[(0, len(coach), "아파?")]
+    )
     assert events == []
     assert [e.command for e in listener.dropped] == [Command.PAIN]
 
@@ -249,11 +251,13 @@ def test_pain_over_the_coachs_speech_is_closed_at_the_words_end(
 
 
 def test_the_model_vocabulary_is_read_from_the_grammar_fst() -> None:
-    words = model_words(ko_model_dir())
+    words = model_lexicon(ko_model_dir())
     assert words is not None
     for word in ("다음", "그만", "멈춰", "아파", "잠깐", "계속", "다시", "<UNK>"):
         assert word in words
-    assert "[unk]" not in words
+    # Not words of this model (checked against a full parse of its table).
+    for word in ("[unk]", "stop", "음다", "다음다음", "아파x", ""):
+        assert word not in words
 
 
 def test_a_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:

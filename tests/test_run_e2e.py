@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -149,9 +150,15 @@ class CoachProcess:
         return self.process.returncode, stdout
 
     def kill(self) -> None:
+        """End a coach that is still running: Ctrl-C first, so its diagnostics are printed."""
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=5)
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+            self._reader.join(timeout=2)
 
 
 def wait_until(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Container
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -73,7 +74,7 @@ class Vocabulary:
         """Every word used by a command phrase."""
         return {w for _, p in self.all_phrases() for w in p.split()}
 
-    def restricted_to(self, known_words: set[str]) -> tuple[Vocabulary, list[str]]:
+    def restricted_to(self, known_words: Container[str]) -> tuple[Vocabulary, list[str]]:
         """A copy without the phrases that use a word outside ``known_words``; and those."""
         kept: dict[Command, tuple[str, ...]] = {}
         dropped: list[str] = []

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from coach.errors import CoachError
 from coach.listen.engine import SAMPLE_RATE_HZ, Hypothesis, PcmBlock, Word
+from coach.listen.lexicon import Lexicon, model_lexicon
 from coach.listen.vocabulary import Vocabulary
 
 UNKNOWN_WORDS = ("[unk]", "<UNK>", "<unk>")
@@ -19,11 +19,6 @@ PARTIAL_EVERY_MS = 60
 
 REWIND_MAX_MS = 15_000
 """Longest utterance kept to be decoded again after an early endpoint."""
-
-_FST_MAGIC = 2125659606
-_SYMBOL_TABLE_MAGIC = 2125658996
-_HAS_INPUT_SYMBOLS = 1
-_HAS_OUTPUT_SYMBOLS = 2
 
 
 def check_model_dir(path: Path) -> None:
@@ -67,65 +62,6 @@ def check_model_dir(path: Path) -> None:
         )
 
 
-def _read_exact(stream: BinaryIO, size: int) -> bytes:
-    data = stream.read(size)
-    if len(data) != size:
-        raise ValueError("truncated")
-    return data
-
-
-def _read_string(stream: BinaryIO) -> str:
-    (length,) = struct.unpack("<i", _read_exact(stream, 4))
-    if not 0 <= length < 1 << 20:
-        raise ValueError("bad string length")
-    return _read_exact(stream, length).decode("utf-8")
-
-
-def _read_symbols(stream: BinaryIO) -> list[str]:
-    (magic,) = struct.unpack("<i", _read_exact(stream, 4))
-    if magic != _SYMBOL_TABLE_MAGIC:
-        raise ValueError("no symbol table")
-    _read_string(stream)
-    _available, size = struct.unpack("<qq", _read_exact(stream, 16))
-    words = []
-    for _ in range(size):
-        words.append(_read_string(stream))
-        _read_exact(stream, 8)
-    return words
-
-
-def read_fst_output_symbols(path: Path) -> list[str]:
-    """The output symbol table stored in an OpenFst file header (a grammar's words)."""
-    with path.open("rb") as stream:
-        (magic,) = struct.unpack("<i", _read_exact(stream, 4))
-        if magic != _FST_MAGIC:
-            raise ValueError("not an OpenFst file")
-        _read_string(stream)  # fst type
-        _read_string(stream)  # arc type
-        _version, flags = struct.unpack("<ii", _read_exact(stream, 8))
-        _read_exact(stream, 8 + 8 + 8 + 8)  # properties, start, states, arcs
-        if not flags & _HAS_OUTPUT_SYMBOLS:
-            raise ValueError("no output symbols")
-        if flags & _HAS_INPUT_SYMBOLS:
-            _read_symbols(stream)
-        return _read_symbols(stream)
-
-
-def model_words(path: Path) -> set[str] | None:
-    """The words the model can recognize, or None when the folder does not say."""
-    words_txt = path / "graph" / "words.txt"
-    if words_txt.is_file():
-        with words_txt.open(encoding="utf-8") as lines:
-            return {line.split(maxsplit=1)[0] for line in lines if line.strip()}
-    grammar = path / "graph" / "Gr.fst"
-    if grammar.is_file():
-        try:
-            return set(read_fst_output_symbols(grammar))
-        except (ValueError, UnicodeDecodeError, struct.error):
-            return None
-    return None
-
-
 class VoskModel:
     """A loaded Vosk model (large; load once, share between engines)."""
 
@@ -139,14 +75,14 @@ class VoskModel:
         except Exception as err:
             raise CoachError(f"Vosk could not load the model in {path}: {err}") from err
         self.path = path
-        self._words: set[str] | None = None
+        self._words: Lexicon | None = None
         self._words_read = False
 
     @property
-    def words(self) -> set[str] | None:
-        """The model's vocabulary (read lazily from words.txt or Gr.fst)."""
+    def words(self) -> Lexicon | None:
+        """The model's vocabulary (from words.txt or Gr.fst), or None when it does not say."""
         if not self._words_read:
-            self._words = model_words(self.path)
+            self._words = model_lexicon(self.path)
             self._words_read = True
         return self._words
 
