@@ -33,6 +33,7 @@ from coach.earcons import earcon
 from coach.echo_delay import EchoDelayTracker
 from coach.listen.commands import CommandEvent
 from coach.listen.listener import Listener
+from coach.listen_recording import ListenRecording
 from coach.resample import StreamResampler
 from coach.session import Outcome, Session, Sound
 from coach.speech import Synthesizer
@@ -276,10 +277,13 @@ class Hearing:
         reference: EchoReference,
         played: PlayedSentences,
         backlog_s: float = 10.0,
+        recording: ListenRecording | None = None,
     ) -> None:
         self.listener = listener
         self.reference = reference
         self.played = played
+        self.recording = recording
+        """Where what the listener got is kept (``coach run --record-audio``), if anywhere."""
         self.delay = EchoDelayTracker()
         self.commands: queue.Queue[CommandEvent] = queue.Queue()
         self.level_dbfs: float | None = None
@@ -326,10 +330,12 @@ class Hearing:
         self.lost = error
 
     def close(self) -> None:
-        """Stop the worker."""
+        """Stop the worker (and finish the recording, if any)."""
         self._stop.set()
         self._attached.set()
         self._thread.join(timeout=2.0)
+        if self.recording is not None:
+            self.recording.close()
 
     def _work(self) -> None:
         self._attached.wait()
@@ -351,12 +357,18 @@ class Hearing:
                 if correction:
                     self.reference.shift(correction)
                     listener.reference_moved()
+                    if self.recording is not None:
+                        self.recording.reference_moved()
                     moved_ms = correction * 1000 // INPUT_SAMPLE_RATE_HZ
                     _log.info("echo delay: moved the reference by %+d ms", moved_ms)
                 end_s = block.time_s + n / INPUT_SAMPLE_RATE_HZ
                 text = self.played.text_at(block.time_s, end_s)
+                if self.recording is not None:
+                    self.recording.write(block.pcm, reference, text)
                 for event in listener.feed(block.pcm, reference, text):
                     self.commands.put(event)
+                    if self.recording is not None:
+                        self.recording.heard(event)
             except Exception as err:  # a recognizer crash must not take the session down
                 _log.exception("listener failed")
                 self.failed = f"the speech recogniser stopped: {err}"
@@ -379,9 +391,11 @@ class VoiceControl:
         open_microphone: Callable[[Hearing], object],
         reference: EchoReference,
         played: PlayedSentences,
+        recording: ListenRecording | None = None,
     ) -> None:
         self.reference = reference
         self.played = played
+        self.recording = recording
         self.hearing: Hearing | None = None
         self.ready = False
         self.failure: str | None = None
@@ -420,7 +434,7 @@ class VoiceControl:
         if self.failure is not None:
             return self.failure
         if self.hearing is None:
-            hearing = Hearing(None, self.reference, self.played)
+            hearing = Hearing(None, self.reference, self.played, recording=self.recording)
             try:
                 self.microphone = self._open_microphone(hearing)
             except Exception as err:

@@ -57,11 +57,16 @@ def find(needle: FloatPcm, haystack: FloatPcm) -> tuple[int, float]:
     return best, float(score[best])
 
 
-def speak_korean(text: str, path: Path) -> FloatPcm:
-    """``text`` said by espeak-ng in Korean, written to ``path``; its samples at 16 kHz."""
-    subprocess.run(["espeak-ng", "-v", "ko", "-s", "150", "-w", str(path), text], check=True)
+def speak(text: str, path: Path, voice: str = "ko") -> FloatPcm:
+    """``text`` said by espeak-ng ``voice``, written to ``path``; its samples at 16 kHz."""
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(path), text], check=True)
     pcm, rate = soundfile.read(str(path), dtype="float32")
     return resample(pcm, rate, RATE).astype(np.float64)
+
+
+def speak_korean(text: str, path: Path) -> FloatPcm:
+    """``text`` said by espeak-ng in Korean, written to ``path``; its samples at 16 kHz."""
+    return speak(text, path, "ko")
 
 
 class Tap:

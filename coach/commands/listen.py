@@ -6,7 +6,7 @@ import argparse
 import json
 import queue
 import sys
-from collections.abc import Iterator
+from bisect import bisect_right
 from math import gcd
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from coach.listen.engine import SAMPLE_RATE_HZ, PcmBlock
 from coach.listen.listener import Listener
 from coach.listen.select import ENGINE_NAMES, build_engine, choose_engine
 from coach.listen.vocabulary import available_languages, load_vocabulary
+from coach.listen_recording import MIC_CHANNEL, REFERENCE_CHANNEL, read_notes
 
 BLOCK_SAMPLES = 320
 """20 ms blocks, as the live session feeds them."""
@@ -50,6 +51,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="user vocabulary file (default: <config dir>/vocabulary.yaml)",
     )
     parser.add_argument("--wav", type=Path, help="read this WAV file instead of the microphone")
+    parser.add_argument(
+        "--with-reference",
+        action="store_true",
+        help="the WAV is a 'coach run --record-audio' recording: channel 2 is the echo "
+        "reference, and the sentences noted beside it are replayed too",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per command on stdout")
     parser.set_defaults(func=run)
 
@@ -73,9 +80,27 @@ def read_wav(path: Path) -> PcmBlock:
     return pcm
 
 
-def _blocks(pcm: PcmBlock) -> Iterator[PcmBlock]:
-    for start in range(0, len(pcm), BLOCK_SAMPLES):
-        yield pcm[start : start + BLOCK_SAMPLES]
+def read_recording(path: Path) -> tuple[PcmBlock, PcmBlock]:
+    """(microphone, echo reference) from a ``coach run --record-audio`` WAV."""
+    import soundfile as sf
+
+    if not path.is_file():
+        raise CoachError(f"WAV file not found: {path}")
+    try:
+        data, rate = sf.read(str(path), dtype="int16", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as err:
+        raise CoachError(f"cannot read {path} as audio: {err}") from err
+    if data.shape[1] != 2 or rate != SAMPLE_RATE_HZ:
+        raise CoachError(
+            f"{path}: expected a recording from 'coach run --record-audio' (2 channels at "
+            f"{SAMPLE_RATE_HZ} Hz), got {data.shape[1]} channel(s) at {rate} Hz"
+        )
+    return data[:, MIC_CHANNEL].copy(), data[:, REFERENCE_CHANNEL].copy()
+
+
+def _playing_at(changes: list[tuple[int, str | None]], ms: int) -> str | None:
+    index = bisect_right([at for at, _ in changes], ms) - 1
+    return changes[index][1] if index >= 0 else None
 
 
 def _print_event(event: CommandEvent, as_json: bool) -> None:
@@ -132,13 +157,27 @@ def run(args: argparse.Namespace) -> int:
     """Build the engine, then print each command heard."""
     vocabulary = load_vocabulary(args.language, args.vocabulary)
     choice = choose_engine(args.engine, args.language, args.model)
-    pcm = read_wav(args.wav) if args.wav is not None else None
+    if args.with_reference and args.wav is None:
+        raise CoachError("--with-reference needs --wav (a 'coach run --record-audio' recording)")
+    reference: PcmBlock | None = None
+    changes: list[tuple[int, str | None]] = []
+    moves: set[int] = set()
+    if args.wav is not None and args.with_reference:
+        pcm, reference = read_recording(args.wav)
+        changes, moves = read_notes(args.wav)
+    elif args.wav is not None:
+        pcm = read_wav(args.wav)
     print(f"engine: {choice.reason}", file=sys.stderr)
     listener = Listener(build_engine(choice, vocabulary))
-    if pcm is None:
+    if args.wav is None:
         return _listen_microphone(listener, args.json)
-    for block in _blocks(pcm):
-        for event in listener.feed(block):
+    for start in range(0, len(pcm), BLOCK_SAMPLES):
+        block = pcm[start : start + BLOCK_SAMPLES]
+        echo = reference[start : start + BLOCK_SAMPLES] if reference is not None else None
+        text = _playing_at(changes, start * 1000 // SAMPLE_RATE_HZ)
+        if start in moves:
+            listener.reference_moved()
+        for event in listener.feed(block, echo, text):
             _print_event(event, args.json)
     for event in listener.finish():
         _print_event(event, args.json)

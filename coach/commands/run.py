@@ -90,6 +90,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--no-listen", action="store_true", help="no voice control: just follow along"
     )
     parser.add_argument(
+        "--record-audio",
+        type=Path,
+        metavar="DIR",
+        help="keep what the listener heard (microphone and echo reference, 16 kHz) and "
+        "every command in DIR, for a bug report; replay it with 'coach listen --wav "
+        "DIR/listen.wav'",
+    )
+    parser.add_argument(
         "--render-to",
         type=Path,
         metavar="FILE",
@@ -302,11 +310,17 @@ def _run_live(
             def open_microphone(hearing: Any) -> Input:
                 return Input(device, on_block=hearing.on_block, on_lost=hearing.on_lost)
 
+            recording = None
+            if args.record_audio is not None:
+                from coach.listen_recording import ListenRecording
+
+                recording = ListenRecording(args.record_audio)
             voice = VoiceControl(
                 lambda: open_listener(engine, model, language),
                 open_microphone,
                 reference,
                 played,
+                recording,
             )
 
     journal = Journal()
@@ -375,6 +389,13 @@ def _run_live(
                 file=sys.stderr,
             )
         _report_glitches(output, voice)
+        if voice is not None and voice.recording is not None:
+            where = voice.recording.folder
+            failure = voice.recording.failure
+            print(
+                f"coach: the listener's audio is in {where}" + (f" ({failure})" if failure else ""),
+                file=sys.stderr,
+            )
         if result.first_sound_ms is not None:
             first_ms = result.first_sound_ms - started_ms
             print(f"coach: first word after {first_ms} ms", file=sys.stderr)
