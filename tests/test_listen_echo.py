@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from listen_support import COACH_VOICE, concat, silence, speak
 
-from coach.listen.echo import EchoCanceller
+from coach.listen.echo import EchoCanceller, ResidualEchoSuppressor
 
 pytestmark = [pytest.mark.speech]
 
@@ -49,3 +49,45 @@ def test_a_direct_echo_is_still_removed_with_replay() -> None:
     coach = concat([speak("좋아요 천천히 다리를 들어 올리세요", *COACH_VOICE), silence(300),
                     speak("하나 둘 셋 넷", *COACH_VOICE)])
     assert _reduction_db(EchoCanceller(), coach, coach, 2.0, 4.0) >= 20.0
+
+
+# -- residual echo suppression -----------------------------------------------------------------
+
+
+def _frames(*levels: float) -> np.ndarray:
+    """One 10 ms frame of a 440 Hz tone per level (peak amplitude), as int16."""
+    t = np.arange(160) / 16_000
+    tone = np.sin(2 * np.pi * 440 * t)
+    return np.concatenate([tone * level for level in levels]).astype(np.int16)
+
+
+def test_frames_that_are_mostly_echo_are_attenuated() -> None:
+    suppressor = ResidualEchoSuppressor()
+    mic = _frames(10_000, 10_000, 10_000)
+    reference = _frames(10_000, 10_000, 0)
+    residual = _frames(1_000, 1_000, 1_000)  # 20 dB down: the canceller's leftover
+    out = suppressor.process(residual, mic, reference)
+    # While the coach plays, the leftover is cut to 3%; once it stops, nothing is touched.
+    assert np.abs(out[:320]).max() <= 0.03 * 1_000 + 1
+    np.testing.assert_array_equal(out[320:], residual[320:])
+
+
+def test_a_persons_quiet_frames_survive_after_a_loud_one_even_across_blocks() -> None:
+    suppressor = ResidualEchoSuppressor(hangover_ms=200)
+    # A person: the residual keeps the microphone's energy. Then a quiet tail of the word
+    # under a loud coach syllable, which frame by frame looks like echo.
+    person = suppressor.process(_frames(8_000), _frames(9_000), _frames(10_000))
+    assert np.abs(person).max() > 7_000
+    tail = [_frames(1_000) for _ in range(25)]
+    kept = [suppressor.process(r, _frames(10_000), _frames(10_000)) for r in tail]
+    for block in kept[:20]:  # 200 ms of hangover, one frame per call
+        assert np.abs(block).max() > 900
+    for block in kept[20:]:  # then the leftover is echo again
+        assert np.abs(block).max() <= 31
+
+
+def test_no_hangover_means_the_old_frame_by_frame_rule() -> None:
+    suppressor = ResidualEchoSuppressor(hangover_ms=0)
+    suppressor.process(_frames(8_000), _frames(9_000), _frames(10_000))
+    out = suppressor.process(_frames(1_000), _frames(10_000), _frames(10_000))
+    assert np.abs(out).max() <= 31

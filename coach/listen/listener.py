@@ -16,9 +16,9 @@ from coach.listen.echo import (
     Canceller,
     EchoCanceller,
     EnergyHistory,
+    ResidualEchoSuppressor,
     SelfWordGate,
     frame_energies,
-    suppress_residual_echo,
 )
 from coach.listen.engine import SAMPLE_RATE_HZ, Engine, Hypothesis, PcmBlock
 from coach.listen.judge import Judge, SpeechSpan, Threshold
@@ -117,6 +117,7 @@ class Listener:
         self._urgent_span_start_ms = -1
         """Voice activity span in which an early endpoint already found PAIN or STOP."""
         self._canceller: Canceller | None = None
+        self._suppressor = ResidualEchoSuppressor()
         self._samples_in = 0
         self._carry = np.zeros(0, np.int16)
         self._carry_ref = np.zeros(0, np.int16)
@@ -182,9 +183,11 @@ class Listener:
             mic = np.concatenate([self._carry, mic])
             reference = np.concatenate([self._carry_ref, reference])
             self._carry = self._carry_ref = np.zeros(0, np.int16)
+        echo_like: np.ndarray[Any, np.dtype[np.bool_]] | None = None
         if self._canceller is not None:
             residual, mic_frames, ref_frames = self._canceller.process(mic, reference)
-            residual = suppress_residual_echo(residual, mic_frames, ref_frames)
+            residual = self._suppressor.process(residual, mic_frames, ref_frames)
+            echo_like = self._suppressor.echo_like
         else:
             # No reference yet: only cut whole frames, so energies stay frame-aligned.
             n = len(mic) // FRAME_SAMPLES * FRAME_SAMPLES
@@ -192,7 +195,12 @@ class Listener:
             ref_frames, self._carry_ref = reference[:n], reference[n:]
             residual = mic_frames
         self.energies.add(mic_frames, residual, ref_frames)
-        self.voice.add(frame_energies(residual))
+        activity = frame_energies(residual)
+        if echo_like is not None:
+            # The person stopped where the plain rule says: not after the coach's leftover
+            # that the suppressor's hangover passed on to the recogniser.
+            activity[echo_like] *= self._suppressor.gain**2
+        self.voice.add(activity)
         events: list[CommandEvent] = []
         for hypothesis in self.engine.accept(residual):
             events += self._judge(hypothesis)
