@@ -149,3 +149,24 @@ def test_a_broken_notes_file_names_its_line(
     code = main(["listen", "--engine", "spotter", "--wav", wav, "--with-reference"])
     assert code == 2
     assert "listen.jsonl:2: not a JSON object" in capsys.readouterr().err
+
+
+def test_the_replay_moves_the_reference_where_the_session_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recording = ListenRecording(tmp_path)
+    block = np.zeros(320, np.int16)
+    for index in range(6):
+        if index == 3:
+            recording.reference_moved()  # before the fourth block, as the Hearing does
+        recording.write(block, block, None)
+    recording.close()
+    assert read_notes(tmp_path / "listen.wav") == ([], {3 * 320})
+
+    from coach.listen.listener import Listener
+
+    moved_at: list[int] = []
+    monkeypatch.setattr(Listener, "reference_moved", lambda self: moved_at.append(self.stream_ms))
+    wav = str(tmp_path / "listen.wav")
+    assert main(["listen", "--engine", "spotter", "--wav", wav, "--with-reference"]) == 0
+    assert moved_at == [3 * 20]  # after three 20 ms blocks

@@ -171,11 +171,16 @@ def run(args: argparse.Namespace) -> int:
     listener = Listener(build_engine(choice, vocabulary))
     if args.wav is None:
         return _listen_microphone(listener, args.json)
+    pending_moves = sorted(moves, reverse=True)
     for start in range(0, len(pcm), BLOCK_SAMPLES):
         block = pcm[start : start + BLOCK_SAMPLES]
         echo = reference[start : start + BLOCK_SAMPLES] if reference is not None else None
         text = _playing_at(changes, start * 1000 // SAMPLE_RATE_HZ)
-        if start in moves:
+        moved = False
+        while pending_moves and pending_moves[-1] < start + len(block):
+            pending_moves.pop()  # the live session moved the reference before that block
+            moved = True
+        if moved:
             listener.reference_moved()
         for event in listener.feed(block, echo, text):
             _print_event(event, args.json)

@@ -95,7 +95,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DIR",
         help="keep what the listener heard (microphone and echo reference, 16 kHz) and "
         "every command in DIR, for a bug report; replay it with 'coach listen --wav "
-        "DIR/listen.wav'",
+        "DIR/listen.wav --with-reference'",
     )
     parser.add_argument(
         "--render-to",

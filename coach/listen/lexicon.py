@@ -68,7 +68,7 @@ def fst_output_table(path: Path) -> bytes:
 
     A grammar (G) is an acceptor: its input and output tables are byte for byte the same,
     so the output table is found by searching for the second table's magic number, which no
-    entry can contain (0xFB is not UTF-8, and keys are far below 2**31), and comparing.
+    entry can contain (0xFB is not UTF-8, and keys stay below 2**23), and comparing.
     Otherwise the output table is walked entry by entry, which is slow on a large model.
     """
     with path.open("rb") as stream:
