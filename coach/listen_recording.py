@@ -84,8 +84,13 @@ class ListenRecording:
             with contextlib.suppress(OSError, RuntimeError):  # a full disk: keep what is there
                 item.close()
 
-    def _ms(self) -> int:
+    @property
+    def recorded_ms(self) -> int:
+        """How much has been recorded (the recording's clock now)."""
         return self._samples * 1000 // SAMPLE_RATE_HZ
+
+    def _ms(self) -> int:
+        return self.recorded_ms
 
     def _note(self, fields: dict[str, Any]) -> None:
         self._notes.write(json.dumps(fields, ensure_ascii=False) + "\n")

