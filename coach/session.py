@@ -519,11 +519,17 @@ class Session:
         if not events:
             return
         self._now_ms = now_ms
-        for event in events:
-            self.record.command_heard(event, self.state, now_ms - self.started_ms)
+        heard_in = self.state
         chosen = min(events, key=lambda event: priority(event.command))
         self.last_command = chosen.command.value
-        self._handle(chosen.command, now_ms)
+        # React first, then journal: each journal entry is committed to disk (synchronous
+        # FULL), which can take tens of ms on an SD card, and PAIN must silence the coach
+        # at once.
+        try:
+            self._handle(chosen.command, now_ms)
+        finally:
+            for event in events:
+                self.record.command_heard(event, heard_in, now_ms - self.started_ms)
 
     def on_command(self, event: CommandEvent, now_ms: int) -> None:
         """One command heard."""
@@ -683,12 +689,12 @@ class Session:
     def _on_pain(self, now_ms: int) -> None:
         if self.state is State.SAFETY:
             return  # the same report, said again: the safety message must not restart
+        self.speaker.interrupt()  # first: silence before anything else (journal, safety clip)
         self.pain_reports += 1
         self.record.pain_reported(self.where, now_ms - self.started_ms)
         if self.state is State.RUNNING:
             self._resume_at = self._current_resume_index()
         # PAUSED and ASKING keep the resume point they already hold.
-        self.speaker.interrupt()
         self.speaker.play(self._safety_sound(), uninterruptible=True)
         if self.pain_reports >= 2:
             self._end_after_safety = Outcome.PAIN

@@ -169,6 +169,23 @@ def test_pain_silences_at_once_says_the_safety_message_and_offers_choices(
     assert goodbye.start_ms == offer.end_ms + 30_000
 
 
+@pytest.mark.parametrize("command", [Command.PAIN, Command.STOP])
+def test_the_coach_falls_silent_before_anything_is_journaled(command: Command) -> None:
+    """A journal entry is a disk commit (slow on an SD card): it must not delay silence."""
+    rig = make_rig()
+    journaled_after: list[int] = []  # how many interrupts had happened at each entry
+    record = rig.record
+
+    def remember(*_: object) -> None:
+        journaled_after.append(len(rig.speaker.interrupts))
+
+    record.command_heard = remember  # type: ignore[method-assign]
+    record.pain_reported = remember  # type: ignore[method-assign]
+    at = during_hold(rep=2)
+    rig.drive([(at, command)], until_ms=at + 100)
+    assert journaled_after and all(count >= 1 for count in journaled_after)
+
+
 def test_pain_report_names_exercise_side_rep_and_time() -> None:
     at = during_hold(rep=2)
     rig = make_rig().drive([(at, Command.PAIN)], until_ms=at + 100)
