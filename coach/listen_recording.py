@@ -4,8 +4,9 @@
 microphone, and the echo reference exactly as the listener was handed it, sample-aligned)
 and ``DIR/listen.jsonl`` (one JSON object per line: the sentence the coach was playing
 whenever it changed, and every command heard, in the recording's clock).
-``coach listen --wav DIR/listen.wav`` feeds both channels and the sentences back through
-a listener, so a missed or false command can be reproduced away from the room.
+``coach listen --wav DIR/listen.wav --with-reference`` feeds both channels, the sentences
+and the echo-delay moves back through a listener, so a missed or false command can be
+reproduced away from the room.
 """
 
 from __future__ import annotations
