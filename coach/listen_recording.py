@@ -56,7 +56,7 @@ class ListenRecording:
             return
         try:
             if text != self._text:
-                self._note({"ms": self._ms(), "playing": text})
+                self._note({"ms": self.recorded_ms, "playing": text})
                 self._text = text
             self._wav.write(np.stack([mic, reference], axis=1))
             self._samples += len(mic)
@@ -67,7 +67,9 @@ class ListenRecording:
         """The echo delay was re-measured: the reference moved before the next block."""
         if self.failure is None:
             try:
-                self._note({"ms": self._ms(), "sample": self._samples, "reference_moved": True})
+                self._note(
+                    {"ms": self.recorded_ms, "sample": self._samples, "reference_moved": True}
+                )
             except OSError as err:
                 self.failure = f"recording stopped: {err}"
 
@@ -75,7 +77,7 @@ class ListenRecording:
         """A command the listener reported."""
         if self.failure is None:
             try:
-                self._note({"ms": self._ms(), "heard": event.to_json()})
+                self._note({"ms": self.recorded_ms, "heard": event.to_json()})
             except OSError as err:
                 self.failure = f"recording stopped: {err}"
 
@@ -89,9 +91,6 @@ class ListenRecording:
     def recorded_ms(self) -> int:
         """How much has been recorded (the recording's clock now)."""
         return self._samples * 1000 // SAMPLE_RATE_HZ
-
-    def _ms(self) -> int:
-        return self.recorded_ms
 
     def _note(self, fields: dict[str, Any]) -> None:
         self._notes.write(json.dumps(fields, ensure_ascii=False) + "\n")

@@ -7,8 +7,8 @@ import json
 import queue
 import sys
 from bisect import bisect_right
-from math import gcd
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from coach.listen.listener import Listener
 from coach.listen.select import ENGINE_NAMES, build_engine, choose_engine
 from coach.listen.vocabulary import available_languages, load_vocabulary
 from coach.listen_recording import MIC_CHANNEL, REFERENCE_CHANNEL, read_notes
+from coach.resample import resample
 
 BLOCK_SAMPLES = 320
 """20 ms blocks, as the live session feeds them."""
@@ -61,35 +62,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-def read_wav(path: Path) -> PcmBlock:
-    """A WAV file as 16 kHz mono int16 (channels averaged, resampled if needed)."""
+def _read_audio(path: Path, dtype: str) -> tuple[np.ndarray[Any, Any], int]:
+    """(frames x channels, rate) of an audio file, or a CoachError naming it."""
     import soundfile as sf
-    from scipy.signal import resample_poly
 
     if not path.is_file():
         raise CoachError(f"WAV file not found: {path}")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, rate = sf.read(str(path), dtype=dtype, always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as err:
         raise CoachError(f"cannot read {path} as audio: {err}") from err
-    mono = data.mean(axis=1)
-    if rate != SAMPLE_RATE_HZ:
-        common = gcd(int(rate), SAMPLE_RATE_HZ)
-        mono = resample_poly(mono, SAMPLE_RATE_HZ // common, int(rate) // common)
+    return data, int(rate)
+
+
+def read_wav(path: Path) -> PcmBlock:
+    """A WAV file as 16 kHz mono int16 (channels averaged, resampled if needed)."""
+    data, rate = _read_audio(path, "float32")
+    mono = resample(data.mean(axis=1), rate, SAMPLE_RATE_HZ)
     pcm: PcmBlock = np.clip(np.round(mono * 32767.0), -32768, 32767).astype(np.int16)
     return pcm
 
 
 def read_recording(path: Path) -> tuple[PcmBlock, PcmBlock]:
     """(microphone, echo reference) from a ``coach run --record-audio`` WAV."""
-    import soundfile as sf
-
-    if not path.is_file():
-        raise CoachError(f"WAV file not found: {path}")
-    try:
-        data, rate = sf.read(str(path), dtype="int16", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as err:
-        raise CoachError(f"cannot read {path} as audio: {err}") from err
+    data, rate = _read_audio(path, "int16")
     if data.shape[1] != 2 or rate != SAMPLE_RATE_HZ:
         raise CoachError(
             f"{path}: expected a recording from 'coach run --record-audio' (2 channels at "
@@ -98,8 +94,9 @@ def read_recording(path: Path) -> tuple[PcmBlock, PcmBlock]:
     return data[:, MIC_CHANNEL].copy(), data[:, REFERENCE_CHANNEL].copy()
 
 
-def _playing_at(changes: list[tuple[int, str | None]], ms: int) -> str | None:
-    index = bisect_right([at for at, _ in changes], ms) - 1
+def _playing_at(changes: list[tuple[int, str | None]], times_ms: list[int], ms: int) -> str | None:
+    """The sentence playing at ``ms``; ``times_ms`` are the changes' times, in order."""
+    index = bisect_right(times_ms, ms) - 1
     return changes[index][1] if index >= 0 else None
 
 
@@ -172,10 +169,11 @@ def run(args: argparse.Namespace) -> int:
     if args.wav is None:
         return _listen_microphone(listener, args.json)
     pending_moves = sorted(moves, reverse=True)
+    change_times_ms = [at for at, _ in changes]
     for start in range(0, len(pcm), BLOCK_SAMPLES):
         block = pcm[start : start + BLOCK_SAMPLES]
         echo = reference[start : start + BLOCK_SAMPLES] if reference is not None else None
-        text = _playing_at(changes, start * 1000 // SAMPLE_RATE_HZ)
+        text = _playing_at(changes, change_times_ms, start * 1000 // SAMPLE_RATE_HZ)
         moved = False
         while pending_moves and pending_moves[-1] < start + len(block):
             pending_moves.pop()  # the live session moved the reference before that block
