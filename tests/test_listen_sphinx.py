@@ -55,17 +55,6 @@ def test_auto_prefers_vosk_when_a_model_exists_and_says_why(tmp_path: Path) -> N
     assert given.name == "vosk" and str(tmp_path) in given.reason
 
 
-def test_auto_falls_back_to_a_no_download_engine_for_english(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("COACH_VOSK_MODEL", raising=False)
-    choice = choose_engine("auto", "en")
-    if choice.name == "vosk":
-        pytest.skip("an English Vosk model is installed on this machine")
-    assert choice.name in ("spotter", "pocketsphinx")
-    assert "no Vosk model" in choice.reason and "no download" in choice.reason
-
-
 def test_no_engine_for_a_language_without_a_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COACH_VOSK_MODEL", raising=False)
     with pytest.raises(CoachError, match="coach models install"):

@@ -211,3 +211,4 @@ def test_auto_picks_the_spotter_for_english_without_vosk(
         pytest.skip("an English Vosk model is installed on this machine")
     assert choice.name == "spotter"
     assert "no Vosk model" in choice.reason and "PocketSphinx" in choice.reason
+    assert "no download" in choice.reason
