@@ -54,7 +54,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -583,37 +583,12 @@ def run_all(
 
 
 @dataclass
-class Case:
-    """One placed word (or one sentence with no word) and what was heard for it."""
+class Case(cl.Outcome):
+    """One placed word (or one sentence with no word) and what was heard for it; the
+    scoring (detected, latency, false events) is corpus_lib's."""
 
-    label: dict[str, Any]
-    events: list[dict[str, Any]] = field(default_factory=list)
-    dropped: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[cl.HeardEvent] = field(default_factory=list)
     """Commands the listener held back (self-word gate, or an early endpoint undone)."""
-
-    @property
-    def command(self) -> str | None:
-        """The command said (None on the self baseline)."""
-        value = self.label.get("command")
-        return str(value) if value else None
-
-    @property
-    def detected(self) -> bool:
-        """The said command was heard."""
-        return self.command is not None and any(e["command"] == self.command for e in self.events)
-
-    @property
-    def latency_ms(self) -> int | None:
-        """From the word's end to the first right event."""
-        for e in self.events:
-            if e["command"] == self.command:
-                return int(e["detected_ms"]) - int(self.label["word_end_ms"])
-        return None
-
-    @property
-    def false_events(self) -> list[dict[str, Any]]:
-        """Events of any other command (every event when no word was said)."""
-        return [e for e in self.events if e["command"] != self.command]
 
     def row(self) -> dict[str, Any]:
         """The JSON row."""
@@ -621,9 +596,9 @@ class Case:
             **self.label,
             "detected": self.detected,
             "latency_ms": self.latency_ms,
-            "events": self.events,
-            "dropped": self.dropped,
-            "false_commands": [e["command"] for e in self.false_events],
+            "events": [asdict(e) for e in self.events],
+            "dropped": [asdict(e) for e in self.dropped],
+            "false_commands": [e.command for e in self.false_events],
         }
 
 
@@ -645,7 +620,7 @@ def score(result: dict[str, Any]) -> list[Case]:
                 if t < slot_starts[0] - ECHO_TAIL_MS:
                     continue  # during the warm-up: not a measured sentence
                 target = cases[max(0, int(np.searchsorted(slot_starts, t, side="right")) - 1)]
-            getattr(target, key).append(event)
+            getattr(target, key).append(cl.HeardEvent(**event))
     return cases
 
 
@@ -704,9 +679,9 @@ def detection(
         "latency_p50_vs_clean": ratio(p50, clean_p50),
         "latency_p50_minus_clean_ms": None if p50 is None or clean_p50 is None else p50 - clean_p50,
         "false_commands": dict(
-            Counter(f"{c.label['phrase']}->{e['command']}" for c in cases for e in c.false_events)
+            Counter(f"{c.label['phrase']}->{e.command}" for c in cases for e in c.false_events)
         ),
-        "repeats": sum(max(0, sum(e["command"] == c.command for e in c.events) - 1) for c in cases),
+        "repeats": sum(max(0, sum(e.command == c.command for e in c.events) - 1) for c in cases),
     }
 
 
@@ -721,8 +696,8 @@ def miss_row(c: Case) -> dict[str, Any]:
         "phrase": c.label["phrase"],
         "command": c.command,
         "local_snr_db": c.label["local_snr_db"],
-        "heard": [e["command"] for e in c.events],
-        "held_back": [e["command"] for e in c.dropped],
+        "heard": [e.command for e in c.events],
+        "held_back": [e.command for e in c.dropped],
     }
 
 
@@ -754,7 +729,7 @@ def summarize(
             "clean": {
                 **detection(clean, clean, commands),
                 "missed": [
-                    {"phrase": c.label["phrase"], "heard": [e["command"] for e in c.events]}
+                    {"phrase": c.label["phrase"], "heard": [e.command for e in c.events]}
                     for c in clean
                     if not c.detected
                 ],
@@ -787,7 +762,7 @@ def summarize(
                         {
                             "sentence": c.label["sentence"],
                             "text": c.label["text"],
-                            "commands": [e["command"] for e in c.events],
+                            "commands": [e.command for e in c.events],
                         }
                         for c in cs
                         if c.events
