@@ -38,12 +38,22 @@ INPUT_SAMPLE_RATE_HZ = 16_000
 BLOCK_MS = 20
 """Microphone block length handed to the listener."""
 OUTPUT_BLOCK_MS = 10
-"""Speaker callback block length. PortAudio's ALSA ``pulse`` device buffers about three
-blocks whatever latency is asked for, so the block size sets how soon an interruption is
-heard: measured interrupt-call -> recorded silence (20 ms fade included) was ~50 ms with
-10 ms blocks and ~85 ms with 20 ms blocks, with no underflows either way."""
+"""Speaker callback block length. At PortAudio's "low" latency the ALSA ``pulse`` device
+buffers about three blocks, so the block size sets how soon an interruption is heard:
+measured interrupt-call -> recorded silence (20 ms fade included) was ~50 ms with 10 ms
+blocks and ~85 ms with 20 ms blocks; ``OUTPUT_LATENCY_S`` adds to it."""
+OUTPUT_LATENCY_S = 0.05
+"""Output latency asked of PortAudio. PortAudio's "low" (about 30 ms through the ALSA
+``pulse`` device) underflowed 5-9 times in most minute-long sessions: each underflow is a
+gap the user hears and moves the echo under the canceller. The live end-to-end test
+(tests/test_run_e2e.py, vosk-ko, 4 runs each, session 4) passed 0 of 4 at "low", 3 of 4
+at 50 ms and 3 of 4 at 80 ms. The price is the time an interruption takes to be heard:
+interrupt call -> recorded silence 50 ms at "low", 108 ms at 50 ms, 140 ms at 80 ms
+(tests/test_audio_pulse.py), well inside the 300 ms PAIN budget."""
 DEFAULT_FADE_MS = 20
 """Raised-cosine fade applied when speech is interrupted: long enough to avoid a click."""
+UNDERFLOW_TIMES_KEPT = 20
+"""How many underflow times ``Output`` keeps for the end-of-session diagnostics."""
 SILENCE_DBFS = -120.0
 """The level reported for a block of digital silence (log of zero is not a number)."""
 
@@ -684,7 +694,7 @@ class Output(_DeviceStream):
         *,
         sample_rate_hz: int | None = None,
         block_ms: int = OUTPUT_BLOCK_MS,
-        latency: float | str = "low",
+        latency: float | str = OUTPUT_LATENCY_S,
         on_event: EventSink | None = None,
         reference: BlockSink | None = None,
         stream_factory: StreamFactory | None = None,
@@ -706,6 +716,9 @@ class Output(_DeviceStream):
         """1, or 2 for devices that only open in stereo (the mono signal goes to both)."""
         self.underflows = 0
         """Blocks PortAudio asked for too late (the speaker heard a gap); for diagnostics."""
+        self.underflow_times_s: list[float] = []
+        """When the first few underflows happened, in seconds after the first block."""
+        self._first_callback: float | None = None
         factory = stream_factory or _default_output_factory
         kwargs: dict[str, Any] = {
             "samplerate": rate,
@@ -776,9 +789,13 @@ class Output(_DeviceStream):
     def _callback(
         self, outdata: npt.NDArray[np.float32], frames: int, time_info: CallbackTime, status: object
     ) -> None:
-        self._last_callback = time.monotonic()
+        self._last_callback = now = time.monotonic()
+        if self._first_callback is None:
+            self._first_callback = now
         if status is not None and getattr(status, "output_underflow", False):
             self.underflows += 1
+            if len(self.underflow_times_s) < UNDERFLOW_TIMES_KEPT:
+                self.underflow_times_s.append(now - self._first_callback)
         block = self._queue.render(frames, float(time_info.outputBufferDacTime))
         outdata[:] = block[:, None]
 
@@ -1107,6 +1124,8 @@ __all__ = [
     "DEFAULT_FADE_MS",
     "INPUT_SAMPLE_RATE_HZ",
     "OUTPUT_BLOCK_MS",
+    "OUTPUT_LATENCY_S",
+    "UNDERFLOW_TIMES_KEPT",
     "AudioBlock",
     "AudioUnavailable",
     "Capture",

@@ -40,8 +40,9 @@ class FakeStream:
     def close(self) -> None:
         self.closed = True
 
-    def pump(self, blocks: int = 1) -> npt.NDArray[np.float32]:
-        """Ask for ``blocks`` output blocks; returns what was written (frames x channels)."""
+    def pump(self, blocks: int = 1, status: object = None) -> npt.NDArray[np.float32]:
+        """Ask for ``blocks`` output blocks, each callback given ``status``; returns what
+        was written (frames x channels)."""
         written = []
         for _ in range(blocks):
             out = np.full((self.blocksize, self.channels), np.nan, dtype=np.float32)
@@ -50,7 +51,7 @@ class FakeStream:
                 outputBufferDacTime=self.time + self.dac_delay_s,
                 inputBufferAdcTime=0.0,
             )
-            self.callback(out, self.blocksize, info, None)
+            self.callback(out, self.blocksize, info, status)
             written.append(out)
             self.time += self.blocksize / self.samplerate
         return np.concatenate(written)

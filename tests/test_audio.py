@@ -14,6 +14,8 @@ from scipy.signal import resample_poly
 
 from coach.audio import (
     INPUT_SAMPLE_RATE_HZ,
+    OUTPUT_LATENCY_S,
+    UNDERFLOW_TIMES_KEPT,
     AudioBlock,
     AudioUnavailable,
     Device,
@@ -72,6 +74,22 @@ def test_output_opens_a_started_mono_stream_with_short_blocks() -> None:
     assert np.all(written == 0.0)  # idle means silence, never garbage
     output.close()
     assert stream.closed
+
+
+def test_output_asks_for_its_latency_and_counts_underflows_with_their_times() -> None:
+    output, streams, _, _ = make_output()
+    stream = streams.last
+    assert stream.kwargs["latency"] == OUTPUT_LATENCY_S
+    stream.pump(2)
+    stream.pump(1, status=SimpleNamespace(output_underflow=True))
+    stream.pump(3, status=SimpleNamespace(output_underflow=False))
+    assert output.underflows == 1
+    assert len(output.underflow_times_s) == 1 and output.underflow_times_s[0] >= 0.0
+    stream.pump(UNDERFLOW_TIMES_KEPT + 5, status=SimpleNamespace(output_underflow=True))
+    assert output.underflows == UNDERFLOW_TIMES_KEPT + 6
+    assert len(output.underflow_times_s) == UNDERFLOW_TIMES_KEPT  # bounded
+    assert output.underflow_times_s == sorted(output.underflow_times_s)
+    output.close()
 
 
 def test_clips_play_in_queue_order_with_start_and_finish_events() -> None:

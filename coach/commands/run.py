@@ -258,7 +258,9 @@ def _report_glitches(output: Any, voice: Any) -> None:
     overflows = getattr(microphone, "overflows", 0)
     parts = []
     if output.underflows:
-        parts.append(f"{output.underflows} speaker underflows")
+        times = getattr(output, "underflow_times_s", [])
+        at = f" (at {', '.join(f'{t:.1f}' for t in times)} s)" if times else ""
+        parts.append(f"{output.underflows} speaker underflows{at}")
     if overflows:
         parts.append(f"{overflows} microphone overflows")
     if parts:
