@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from coach.listen.lexicon import FST_MAGIC, SYMBOL_TABLE_MAGIC, model_lexicon
+from coach.listen.lexicon import (
+    _SEARCH_SLICE_BYTES,
+    FST_MAGIC,
+    SYMBOL_TABLE_MAGIC,
+    _entries,
+    model_lexicon,
+)
 
 WORDS = ["<eps>", "다음", "그만", "no", "next", "nexts", "stop", "<UNK>", "#0", "<s>", "</s>"]
 
@@ -51,6 +57,32 @@ def test_an_acceptor_grammar_knows_exactly_its_words(tmp_path: Path) -> None:
     for word in words:
         assert word in lexicon
     for word in ("no", "다", "그만그만", "nex", "ext", "[unk]", "", "next stop", 3):
+        assert word not in lexicon
+
+
+def test_words_across_the_search_slices_of_a_large_table_are_found(tmp_path: Path) -> None:
+    """The table is searched a slice at a time (the audio thread needs the lock in
+    between); an entry cut by a slice boundary, or by a read chunk, is still found."""
+    filler = [f"w{i:07d}" for i in range(2 * _SEARCH_SLICE_BYTES // 19)]  # ~2 slices
+    words: list[str] = []
+    for i, word in enumerate(filler):
+        words.append(word)
+        if i % 997 == 0:
+            words.append(f"다음{i}")  # multi-byte words all over, some across boundaries
+    table = _table(words)
+    lexicon = model_lexicon(_model(tmp_path, _fst(table, table, BODY)))
+    assert lexicon is not None
+    raw = _entries(table)
+    crossing = [
+        w
+        for w in words
+        if (at := raw.find(_string(w))) // _SEARCH_SLICE_BYTES
+        != (at + len(_string(w)) - 1) // _SEARCH_SLICE_BYTES
+    ]
+    assert crossing, "no word straddles a slice boundary: the test proves nothing"
+    for word in crossing + words[:: len(words) // 50] + [words[-1]]:
+        assert word in lexicon
+    for word in ("w9999999", "다음1", "다음", "w000000"):
         assert word not in lexicon
 
 
