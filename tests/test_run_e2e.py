@@ -158,14 +158,17 @@ class CoachProcess:
         raise AssertionError(f"coach never printed {text!r}; stderr:\n" + "\n".join(self.lines))
 
     def finish(self, timeout_s: float) -> tuple[int, str]:
+        # wait(), not communicate(): that would read stderr too, racing the reader thread.
+        # stdout holds a line or two, so its pipe never fills while we wait.
         try:
-            stdout, _ = self.process.communicate(timeout=timeout_s)
+            self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            stdout, _ = self.process.communicate()
+            self.process.wait()
             raise AssertionError("coach did not end; stderr:\n" + "\n".join(self.lines)) from None
         self._reader.join(timeout=2)
-        return self.process.returncode, stdout
+        assert self.process.stdout is not None
+        return self.process.returncode, self.process.stdout.read()
 
     def kill(self) -> None:
         """End a coach that is still running: Ctrl-C first, so its diagnostics are printed."""
