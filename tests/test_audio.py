@@ -15,6 +15,7 @@ from scipy.signal import resample_poly
 from coach.audio import (
     INPUT_SAMPLE_RATE_HZ,
     OUTPUT_LATENCY_S,
+    SWITCH_INTERVAL_S,
     UNDERFLOW_TIMES_KEPT,
     AudioBlock,
     AudioUnavailable,
@@ -25,6 +26,7 @@ from coach.audio import (
     PlaybackEvent,
     PlaybackEventKind,
     fade_curve,
+    favour_audio_callbacks,
     level_dbfs,
     open_duplex,
     pick_device,
@@ -90,6 +92,17 @@ def test_output_asks_for_its_latency_and_counts_underflows_with_their_times() ->
     assert len(output.underflow_times_s) == UNDERFLOW_TIMES_KEPT  # bounded
     assert output.underflow_times_s == sorted(output.underflow_times_s)
     output.close()
+
+
+def test_favour_audio_callbacks_shortens_the_switch_interval_and_restores_it() -> None:
+    before = sys.getswitchinterval()
+    with favour_audio_callbacks():
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
+        assert before > SWITCH_INTERVAL_S
+    assert sys.getswitchinterval() == pytest.approx(before)
+    with pytest.raises(KeyboardInterrupt), favour_audio_callbacks():
+        raise KeyboardInterrupt  # Ctrl-C mid-session
+    assert sys.getswitchinterval() == pytest.approx(before)
 
 
 def test_clips_play_in_queue_order_with_start_and_finish_events() -> None:

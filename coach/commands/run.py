@@ -275,6 +275,15 @@ def _report_glitches(output: Any, voice: Any) -> None:
 def _run_live(
     args: argparse.Namespace, routine: Routine, profile: VoiceProfile, options: TimelineOptions
 ) -> int:
+    from coach.audio import favour_audio_callbacks
+
+    with favour_audio_callbacks():
+        return _run_live_session(args, routine, profile, options)
+
+
+def _run_live_session(
+    args: argparse.Namespace, routine: Routine, profile: VoiceProfile, options: TimelineOptions
+) -> int:
     from coach.audio import AudioUnavailable, Input, Output, probe_input
     from coach.journal import Journal, SessionLog
     from coach.live import (
