@@ -409,8 +409,9 @@ class VoiceControl:
         )
 
     def start(self) -> None:
-        """Start loading (the loop does it once the first word is on its way: loading
-        competes for the CPU, and the first word should not wait for it)."""
+        """Start loading (once; later calls do nothing). ``coach run`` starts it before the
+        speaker opens, so an engine that holds the interpreter lock while it loads does not
+        starve the speaker's first blocks; the loop starts it otherwise."""
         if self._thread.ident is None:
             self._thread.start()
 

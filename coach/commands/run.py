@@ -333,6 +333,10 @@ def _run_live_session(
                 played,
                 recording,
             )
+            # Load now, while the speech is prepared and before the speaker starts: some
+            # engines hold the interpreter lock while they load (the spotter's ONNX
+            # sessions, ~170 ms), and the speaker's first blocks underflowed behind them.
+            voice.start()
 
     journal = Journal()
     synthesizer: Synthesizer | None = None
