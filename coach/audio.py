@@ -50,7 +50,8 @@ gap the user hears and moves the echo under the canceller. The live end-to-end t
 (tests/test_run_e2e.py, vosk-ko, 4 runs each, session 4) passed 0 of 4 at "low", 3 of 4
 at 50 ms and 3 of 4 at 80 ms. The price is the time an interruption takes to be heard:
 interrupt call -> recorded silence 50 ms at "low", 108 ms at 50 ms, 140 ms at 80 ms
-(tests/test_audio_pulse.py), well inside the 300 ms PAIN budget."""
+(tests/test_audio_pulse.py), well inside the 300 ms PAIN budget. With every other
+underflow cause removed, "low" still underflowed in each of 12 short sessions."""
 DEFAULT_FADE_MS = 20
 """Raised-cosine fade applied when speech is interrupted: long enough to avoid a click."""
 UNDERFLOW_TIMES_KEPT = 20
@@ -80,8 +81,9 @@ SWITCH_INTERVAL_S = 0.001
 
 PortAudio calls the speaker's callback every 10 ms, and the callback needs the lock. Python
 only asks a busy thread to give it up every 5 ms (``sys.getswitchinterval``), and while the
-model loads and the listener catches up, three threads want it: with the default, 6 of 8
-starts of the short routine underflowed about 2.6 s in; with 1 ms, none of 8."""
+model loads and the listener catches up, three threads want it: with the default, 4 of 8
+starts of the short routine (the coach's echo in the microphone) underflowed 2-3 s in;
+with 1 ms, none of 8."""
 
 
 @contextlib.contextmanager

@@ -177,10 +177,11 @@ def test_interrupt_silences_the_recorded_output_quickly(record_from: object) -> 
         f"({output.underflows} underflows)"
     )
     # Fade (20 ms) + one 10 ms block + ~3 blocks PulseAudio buffers + the output latency
-    # asked for (50 ms): measured 105-110 ms (30-55 ms at PortAudio's "low" latency).
+    # asked for (50 ms): measured 105-110 ms (30-55 ms at PortAudio's "low" latency); the
+    # bound leaves 30 ms for a loaded machine.
     # An underflow (a starved, overloaded machine) inserts a gap and its own click.
     if output.underflows == 0:
-        budget_ms = 1000 * OUTPUT_LATENCY_S + 70
+        budget_ms = 1000 * OUTPUT_LATENCY_S + 90
         assert calibrated_ms < budget_ms
         assert by_arrival_ms < budget_ms + 50
         # No click: the fade keeps each step near a 440 Hz sine's own (0.086 at 16 kHz).

@@ -116,7 +116,7 @@ class Listener:
         self._endpointed_end_ms = -1
         """Where the utterance ended when the early endpoint last judged it: once per end,
         so a blocked look at the coach's echo just before a word does not use up the
-        word's own chance (measured: 2 of the 8 slow PAINs in bench_live, +350-390 ms)."""
+        word's own chance (a PAIN in a bench_live recording: +387 ms after the word, now +127)."""
         self._urgent_span_start_ms = -1
         """Voice activity span in which an early endpoint already found PAIN or STOP."""
         self._canceller: Canceller | None = None
