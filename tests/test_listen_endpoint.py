@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from listen_support import feed, silence
 
 from coach.listen.commands import Command
 from coach.listen.echo import CANCELLERS, FRAME_SAMPLES
@@ -18,7 +19,6 @@ from coach.listen.listener import Listener
 from coach.listen.vocabulary import load_vocabulary
 
 RATE = 16_000
-BLOCK = RATE // 50  # the 20 ms blocks the live session feeds
 
 
 class LeakyCanceller:
@@ -65,10 +65,6 @@ def noise(ms: int, rms: float, seed: int) -> np.ndarray[Any, np.dtype[np.int16]]
     return np.clip(rng.normal(0.0, rms, ms * RATE // 1000), -32768, 32767).astype(np.int16)
 
 
-def silence(ms: int) -> np.ndarray[Any, np.dtype[np.int16]]:
-    return np.zeros(ms * RATE // 1000, np.int16)
-
-
 @pytest.fixture
 def leaky(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setitem(CANCELLERS, "leaky", LeakyCanceller)
@@ -86,9 +82,7 @@ def test_a_blocked_look_at_the_coachs_echo_does_not_use_up_the_words_endpoint(
     reference = np.concatenate([silence(500), echo, silence(180), silence(400), silence(600)])
     engine = ScriptedEngine()
     listener = Listener(engine, canceller=leaky)  # type: ignore[arg-type]
-    events = []
-    for start in range(0, len(mic), BLOCK):
-        events += listener.feed(mic[start : start + BLOCK], reference[start : start + BLOCK])
+    events = feed(listener, mic, reference)
     word_end_ms = 500 + 150 + 180 + 400
     assert engine.endpoints, "the word was never closed early"
     assert all(at > word_end_ms for at in engine.endpoints)  # never on the echo alone
