@@ -3,11 +3,13 @@ training), real recorded clips, word timing."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from coach.listen.commands import Command, CommandEvent
-from coach.listen.embedding import FrontEnd, StreamingEmbedder
+from coach.listen.embedding import SAMPLE_RATE_HZ, FrontEnd, StreamingEmbedder
 from coach.listen.engine import Hypothesis
 from coach.listen.listener import Listener
 from coach.listen.spotter import SpotterEngine
@@ -197,6 +199,32 @@ def test_real_stop_clips(engine: SpotterEngine) -> None:
     for folder in ("one_speaker/none", "one_speaker/left", "one_speaker/three"):
         for clip in real_clip(folder, 2):
             assert run_listener(engine, stream_with(clip, 1500, 3200)) == [], folder
+
+
+@pytest.mark.speech
+def test_coach_listen_hears_a_bare_one_word_clip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``coach listen --wav`` on a clip that is just the word (no lead-in, no tail): the
+    spotter's 2 s window is filled with silence first, and times stay in the file's clock."""
+    import json
+
+    import soundfile
+
+    from coach.cli import main
+
+    heard = 0
+    for i, clip in enumerate(real_clip("one_speaker/stop", 4)):
+        wav = tmp_path / f"stop{i}.wav"
+        soundfile.write(str(wav), clip, SAMPLE_RATE_HZ)
+        assert main(["listen", "--engine", "spotter", "--wav", str(wav), "--json"]) == 0
+        events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert {e["command"] for e in events} <= {"STOP"}, events
+        if events:
+            heard += 1
+            length_ms = len(clip) * 1000 // SAMPLE_RATE_HZ
+            assert 0 < events[0]["word_end_ms"] <= length_ms + 20, (events, length_ms)
+    assert heard >= 3
 
 
 def test_auto_picks_the_spotter_for_english_without_vosk(

@@ -7,6 +7,7 @@ import json
 import queue
 import sys
 from bisect import bisect_right
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from coach.resample import resample
 
 BLOCK_SAMPLES = 320
 """20 ms blocks, as the live session feeds them."""
+TAIL_MS = 1000
+"""Silence fed after a WAV file, so a word at its very end is still decided."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -100,6 +103,26 @@ def _playing_at(changes: list[tuple[int, str | None]], times_ms: list[int], ms: 
     return changes[index][1] if index >= 0 else None
 
 
+def _feed_silence(
+    listener: Listener, ms: int, *, with_reference: bool = False
+) -> list[CommandEvent]:
+    """Feed ``ms`` of digital silence in 20 ms blocks; the commands it completed."""
+    block = np.zeros(BLOCK_SAMPLES, np.int16)
+    events: list[CommandEvent] = []
+    for _ in range(ms * SAMPLE_RATE_HZ // 1000 // BLOCK_SAMPLES):
+        events += listener.feed(block, block if with_reference else None)
+    return events
+
+
+def _shifted(event: CommandEvent, lead_ms: int) -> CommandEvent:
+    """``event`` in the file's clock, when ``lead_ms`` of silence was fed before the file."""
+    return replace(
+        event,
+        word_end_ms=event.word_end_ms - lead_ms,
+        detected_ms=event.detected_ms - lead_ms,
+    )
+
+
 def _print_event(event: CommandEvent, as_json: bool) -> None:
     if as_json:
         print(json.dumps(event.to_json(), ensure_ascii=False), flush=True)
@@ -168,6 +191,12 @@ def run(args: argparse.Namespace) -> int:
     listener = Listener(build_engine(choice, vocabulary))
     if args.wav is None:
         return _listen_microphone(listener, args.json)
+    # An engine that needs audio before its first word (the spotter's window) hears
+    # silence first, and silence after: a bare one-word clip is heard, and times stay in
+    # the file's clock.
+    lead_ms = listener.engine.warmup_ms
+    for event in _feed_silence(listener, lead_ms):
+        _print_event(_shifted(event, lead_ms), args.json)
     pending_moves = sorted(moves, reverse=True)
     change_times_ms = [at for at, _ in changes]
     for start in range(0, len(pcm), BLOCK_SAMPLES):
@@ -181,7 +210,9 @@ def run(args: argparse.Namespace) -> int:
         if moved:
             listener.reference_moved()
         for event in listener.feed(block, echo, text):
-            _print_event(event, args.json)
+            _print_event(_shifted(event, lead_ms), args.json)
+    for event in _feed_silence(listener, TAIL_MS, with_reference=reference is not None):
+        _print_event(_shifted(event, lead_ms), args.json)
     for event in listener.finish():
-        _print_event(event, args.json)
+        _print_event(_shifted(event, lead_ms), args.json)
     return 0

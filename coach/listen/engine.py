@@ -65,6 +65,10 @@ class Engine(Protocol):
     filler_words: frozenset[str]
     """Words the engine outputs for speech that is not a command (unknown, garbage)."""
 
+    warmup_ms: int
+    """Audio the engine must have heard before a word can end and be recognised (a
+    sliding-window engine needs a full window first); 0 for a decoder that starts at once."""
+
     def accept(self, pcm: PcmBlock) -> list[Hypothesis]:
         """Feed one block of 16 kHz mono int16 PCM; the hypotheses it produced."""
         ...

@@ -41,6 +41,7 @@ class SphinxEngine:
     """PocketSphinx with a command grammar, one decode per endpointed utterance."""
 
     name = "pocketsphinx"
+    warmup_ms = 0
 
     def __init__(self, vocabulary: Vocabulary) -> None:
         import pocketsphinx as ps

@@ -28,7 +28,9 @@ from numpy.typing import NDArray
 
 from coach.errors import CoachError
 from coach.listen.embedding import (
+    EMBED_SPAN_SAMPLES,
     SAMPLE_RATE_HZ,
+    STEP_SAMPLES,
     FrontEnd,
     StreamingEmbedder,
     embedding_end_sample,
@@ -178,6 +180,11 @@ class SpotterEngine:
             if self._command_of.get(phrase) == name:
                 self._groups.setdefault(name, []).append(i)
         self._window: deque[NDArray[np.float32]] = deque(maxlen=self.model.context_steps)
+        # The first step needs a full window: one embedding's span, then one stride per
+        # further embedding; a word ending before that is never scored.
+        self.warmup_ms = (
+            EMBED_SPAN_SAMPLES + (self.model.context_steps - 1) * STEP_SAMPLES
+        ) * 1000 // SAMPLE_RATE_HZ
         self._recent: deque[dict[str, float]] = deque(maxlen=max(1, self.model.smooth_steps))
         self._energies: deque[float] = deque(maxlen=HISTORY_MS // FRAME_MS)
         self._frame_carry = np.zeros(0, np.float64)

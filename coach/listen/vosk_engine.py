@@ -103,6 +103,7 @@ class VoskEngine:
     """Vosk restricted to the command phrases, filler words and the unknown word."""
 
     name = "vosk"
+    warmup_ms = 0
 
     def __init__(self, model: VoskModel, vocabulary: Vocabulary) -> None:
 
