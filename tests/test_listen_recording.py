@@ -163,10 +163,13 @@ def test_the_replay_moves_the_reference_where_the_session_did(
     recording.close()
     assert read_notes(tmp_path / "listen.wav") == ([], {3 * 320})
 
+    from coach.commands.listen import silence_lead_ms
     from coach.listen.listener import Listener
+    from coach.listen.spotter import warmup_ms
 
     moved_at: list[int] = []
     monkeypatch.setattr(Listener, "reference_moved", lambda self: moved_at.append(self.stream_ms))
     wav = str(tmp_path / "listen.wav")
     assert main(["listen", "--engine", "spotter", "--wav", wav, "--with-reference"]) == 0
-    assert moved_at == [3 * 20]  # after three 20 ms blocks
+    # After three 20 ms blocks of the file, which comes after the spotter's warm-up silence.
+    assert moved_at == [silence_lead_ms(warmup_ms()) + 3 * 20]

@@ -103,6 +103,12 @@ def _playing_at(changes: list[tuple[int, str | None]], times_ms: list[int], ms: 
     return changes[index][1] if index >= 0 else None
 
 
+def silence_lead_ms(warmup_ms: int) -> int:
+    """The silence fed before a file for an engine's warm-up: whole 20 ms blocks."""
+    block_ms = BLOCK_SAMPLES * 1000 // SAMPLE_RATE_HZ
+    return -(-warmup_ms // block_ms) * block_ms
+
+
 def _feed_silence(
     listener: Listener, ms: int, *, with_reference: bool = False
 ) -> list[CommandEvent]:
@@ -194,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     # An engine that needs audio before its first word (the spotter's window) hears
     # silence first, and silence after: a bare one-word clip is heard, and times stay in
     # the file's clock.
-    lead_ms = listener.engine.warmup_ms
+    lead_ms = silence_lead_ms(listener.engine.warmup_ms)
     for event in _feed_silence(listener, lead_ms):
         _print_event(_shifted(event, lead_ms), args.json)
     pending_moves = sorted(moves, reverse=True)

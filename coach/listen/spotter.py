@@ -62,6 +62,12 @@ MAX_WORD_MS = 1200
 HISTORY_MS = 2000
 
 
+def warmup_ms(context_steps: int = CONTEXT_STEPS) -> int:
+    """Audio before the first step: a full window, one embedding's span and then one stride
+    per further embedding (a word ending before that is never scored)."""
+    return (EMBED_SPAN_SAMPLES + (context_steps - 1) * STEP_SAMPLES) * 1000 // SAMPLE_RATE_HZ
+
+
 @dataclass(frozen=True)
 class SpotterModel:
     """The packaged head: weights, embedding normalisation, classes, thresholds."""
@@ -180,11 +186,7 @@ class SpotterEngine:
             if self._command_of.get(phrase) == name:
                 self._groups.setdefault(name, []).append(i)
         self._window: deque[NDArray[np.float32]] = deque(maxlen=self.model.context_steps)
-        # The first step needs a full window: one embedding's span, then one stride per
-        # further embedding; a word ending before that is never scored.
-        self.warmup_ms = (
-            EMBED_SPAN_SAMPLES + (self.model.context_steps - 1) * STEP_SAMPLES
-        ) * 1000 // SAMPLE_RATE_HZ
+        self.warmup_ms = warmup_ms(self.model.context_steps)
         self._recent: deque[dict[str, float]] = deque(maxlen=max(1, self.model.smooth_steps))
         self._energies: deque[float] = deque(maxlen=HISTORY_MS // FRAME_MS)
         self._frame_carry = np.zeros(0, np.float64)
