@@ -67,6 +67,13 @@ def silence(ms: int) -> np.ndarray:
     return np.zeros(ms * SAMPLE_RATE_HZ // 1000, np.int16)
 
 
+def noise(ms: int, rms: float, seed: int) -> np.ndarray:
+    """Gaussian noise at ``rms`` (int16 units): a stand-in for a voice, for voice activity."""
+    rng = np.random.default_rng(seed)
+    pcm = rng.normal(0.0, rms, ms * SAMPLE_RATE_HZ // 1000)
+    return np.clip(pcm, -32768, 32767).astype(np.int16)
+
+
 def ms_of(samples: int) -> int:
     """Sample count to ms."""
     return samples * 1000 // SAMPLE_RATE_HZ

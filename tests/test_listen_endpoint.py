@@ -6,11 +6,9 @@ the engine and the canceller are fakes so the voice-activity timing is exact.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
-from listen_support import feed, silence
+from listen_support import feed, noise, silence
 
 from coach.listen.commands import Command
 from coach.listen.echo import CANCELLERS, FRAME_SAMPLES
@@ -58,11 +56,6 @@ class ScriptedEngine:
         self.endpoints.append(now)
         word = Word("아야", now - 500, now - 120, 0.9)
         return [Hypothesis((word,), final=True, stream_ms=now)]
-
-
-def noise(ms: int, rms: float, seed: int) -> np.ndarray[Any, np.dtype[np.int16]]:
-    rng = np.random.default_rng(seed)
-    return np.clip(rng.normal(0.0, rms, ms * RATE // 1000), -32768, 32767).astype(np.int16)
 
 
 @pytest.fixture

@@ -190,6 +190,16 @@ class VoskEngine:
         self._new_utterance()
         return self._final(self._recognizer.FinalResult())
 
+    def restart(self) -> list[Hypothesis]:
+        """Finish the running utterance and go on with a fresh recognizer (about 1 ms to
+        build), which has not adapted to anything heard so far (see Listener._fresh_start)."""
+        out = self._final(self._recognizer.FinalResult())
+        self._recognizer = self._new_recognizer()
+        self._offset_ms = self.stream_ms
+        self._new_utterance()
+        self._closed = None
+        return out
+
     def rewind(self) -> list[Hypothesis]:
         """The utterance :meth:`endpoint` closed went on: decode it again as one.
 
