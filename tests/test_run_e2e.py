@@ -239,11 +239,13 @@ def phrase_pcm(text: str) -> npt.NDArray[np.float64]:
 
 @pytest.mark.xfail(
     reason=(
-        "not yet reliable (issue 5). Since session 5 the user's PAIN lands in the middle of "
-        "a long sentence (before, it often fell at a sentence's end, where silence came by "
-        "itself). Measured so: vosk-ko PAIN -> silence 250-340 ms against 320 (2 of 3 runs "
-        "passed); spotter-en 370-400 ms (it fires 200-250 ms after the word), and it once "
-        "missed PAIN over the coach and later heard a NEXT nobody said"
+        "not yet reliable (issue 5). Since session 5 the user's PAIN lands 1 s into a long "
+        "sentence (before, it often fell at a sentence's end, where silence came by itself). "
+        "So measured, vosk-ko passed 5 of 6 runs with the engine restarted at each coach "
+        "sentence (4 of 6 before): PAIN -> silence 260-300 ms against 320; the failure missed "
+        "the first PAIN and heard the second 400 ms late. spotter-en 320-400 ms (it fires "
+        "200-250 ms after the word); it also missed a PAIN over the coach and heard a NEXT "
+        "nobody said"
     ),
     strict=False,
 )
