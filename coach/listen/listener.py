@@ -232,11 +232,12 @@ class Listener:
         what it hears is the coach's leftover echo, so it adapts to the coach, and then
         mishears the person's word: at the early endpoint "아야" came out as "하세요"
         (conf ~0.5), and PAIN was heard 300-450 ms late or not at all. Restarting at each
-        coach sentence keeps what it adapted to to a few seconds. Replays of two
+        coach sentence limits its adaptation to the last few seconds. Replays of two
         20-trial bench_live recordings: detections over 200 ms after the word 10 -> 1 and
-        7 -> 0, PAINs heard 26 -> 27 and 23 -> 25 of 27; bench_barge_in (25 sentences):
-        self-triggered commands in room-a 2 -> 0, STOP over the coach 65 -> 74 of 100,
-        PAIN 198 -> 196 of 200.
+        7 -> 0, PAINs heard 26 -> 27 and 23 -> 25 of 27 (but two new false commands in the
+        first). bench_barge_in (25 sentences): self-triggered commands in room-a 2 -> 0,
+        STOP over the coach 65 -> 74 of 100, PAIN 198 -> 196 of 200. eval_listener's
+        self-trigger set: room-c 14 -> 1 commands.
         """
         restart: Callable[[], list[Hypothesis]] | None = getattr(self.engine, "restart", None)
         span = self.voice.span()
