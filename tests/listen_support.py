@@ -15,8 +15,9 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from coach.listen.commands import CommandEvent
-from coach.listen.engine import SAMPLE_RATE_HZ
+from coach.listen.engine import SAMPLE_RATE_HZ, Hypothesis
 from coach.listen.listener import Listener
+from coach.listen.vocabulary import load_vocabulary
 
 BLOCK = 320
 """20 ms blocks, like the live session."""
@@ -98,6 +99,31 @@ def rms(x: np.ndarray) -> float:
     v = x.astype(np.float64)
     voiced = v[np.abs(v) > 327]
     return float(np.sqrt(np.mean(voiced**2))) if voiced.size else 0.0
+
+
+class DeafEngine:
+    """A fake engine that hears nothing and counts the audio it was fed; subclasses script
+    what it says when the listener closes or restarts an utterance."""
+
+    name = "scripted"
+    filler_words = frozenset({"<UNK>"})
+    warmup_ms = 0
+
+    def __init__(self) -> None:
+        self.vocabulary = load_vocabulary("ko", None)
+        self.samples = 0
+
+    @property
+    def now_ms(self) -> int:
+        """Audio fed so far, in ms."""
+        return ms_of(self.samples)
+
+    def accept(self, pcm: np.ndarray) -> list[Hypothesis]:
+        self.samples += len(pcm)
+        return []
+
+    def flush(self) -> list[Hypothesis]:
+        return []
 
 
 def feed(

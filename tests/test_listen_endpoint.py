@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from listen_support import feed, noise, silence
+from listen_support import DeafEngine, feed, noise, silence
 
 from coach.listen.commands import Command
 from coach.listen.echo import CANCELLERS, FRAME_SAMPLES
 from coach.listen.engine import Hypothesis, PcmBlock, Word
 from coach.listen.listener import Listener
-from coach.listen.vocabulary import load_vocabulary
 
 RATE = 16_000
 
@@ -33,26 +32,15 @@ class LeakyCanceller:
         return residual.astype(np.int16), mic, reference
 
 
-class ScriptedEngine:
+class ScriptedEngine(DeafEngine):
     """Hears nothing until asked to close an utterance; then hears "아야" (PAIN)."""
 
-    name = "scripted"
-    filler_words = frozenset({"<UNK>"})
-
     def __init__(self) -> None:
-        self.vocabulary = load_vocabulary("ko", None)
-        self.samples = 0
+        super().__init__()
         self.endpoints: list[int] = []
 
-    def accept(self, pcm: PcmBlock) -> list[Hypothesis]:
-        self.samples += len(pcm)
-        return []
-
-    def flush(self) -> list[Hypothesis]:
-        return []
-
     def endpoint(self) -> list[Hypothesis]:
-        now = self.samples * 1000 // RATE
+        now = self.now_ms
         self.endpoints.append(now)
         word = Word("아야", now - 500, now - 120, 0.9)
         return [Hypothesis((word,), final=True, stream_ms=now)]

@@ -8,39 +8,26 @@ is measured by replaying bench_live recordings and by scripts/bench_barge_in.py.
 from __future__ import annotations
 
 import numpy as np
-from listen_support import feed, noise, silence
+from listen_support import DeafEngine, feed, noise, silence
 
 from coach.listen.commands import Command
-from coach.listen.engine import Hypothesis, PcmBlock, Word
+from coach.listen.engine import Hypothesis, Word
 from coach.listen.listener import FRESH_START_QUIET_MS, Listener
-from coach.listen.vocabulary import load_vocabulary
 
 RATE = 16_000
 
 
-class RestartingEngine:
+class RestartingEngine(DeafEngine):
     """Hears nothing; records each restart, and may finish the running utterance with a
     word when restarted."""
 
-    name = "scripted"
-    filler_words = frozenset({"<UNK>"})
-    warmup_ms = 0
-
     def __init__(self, final_word: str | None = None) -> None:
-        self.vocabulary = load_vocabulary("ko", None)
-        self.samples = 0
+        super().__init__()
         self.restarts: list[int] = []
         self.final_word = final_word
 
-    def accept(self, pcm: PcmBlock) -> list[Hypothesis]:
-        self.samples += len(pcm)
-        return []
-
-    def flush(self) -> list[Hypothesis]:
-        return []
-
     def restart(self) -> list[Hypothesis]:
-        now = self.samples * 1000 // RATE
+        now = self.now_ms
         self.restarts.append(now)
         if self.final_word is None:
             return []

@@ -240,10 +240,10 @@ class Listener:
         self-trigger set: room-c 14 -> 1 commands.
         """
         restart: Callable[[], list[Hypothesis]] | None = getattr(self.engine, "restart", None)
-        span = self.voice.span()
         if restart is None:
             self._fresh_start_due = False
             return []
+        span = self.voice.span()
         if span is not None and span.trailing_silence_ms < FRESH_START_QUIET_MS:
             return []  # the person may be mid-word: wait
         self._fresh_start_due = False
