@@ -1,8 +1,8 @@
-"""Sample-rate conversion for live audio: whole clips and blocks, with resample_poly's filter.
+"""Sample-rate conversion for live audio: whole clips with libsoxr, blocks with numpy.
 
-numpy only: importing scipy.signal takes about a second of interpreter time, and the first
-resampling happens on the speaker's audio thread and while the coach is talking, where that
-second was heard as speaker underflows.
+No scipy here: importing scipy.signal takes about a second of interpreter time, and the
+first resampling happens on the speaker's audio thread and while the coach is talking,
+where that second was heard as speaker underflows. libsoxr (python-soxr) imports in ~2 ms.
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ import math
 
 import numpy as np
 import numpy.typing as npt
+import soxr
 
 FloatArray = npt.NDArray[np.float32]
 
 # resample_poly's default design: a Kaiser-windowed sinc, 10 zero crossings per side.
 _HALF_ZEROS = 10
 _KAISER_BETA = 5.0
-_CHUNK = 16_384
-"""Input samples resampled at a time for a whole clip (bounds the gather's memory)."""
 
 
 def ratio(from_hz: int, to_hz: int) -> tuple[int, int]:
@@ -36,20 +35,23 @@ def resampled_length(n_samples: int, from_hz: int, to_hz: int) -> int:
 
 
 def resample(pcm: npt.ArrayLike, from_hz: int, to_hz: int) -> FloatArray:
-    """A whole mono clip at ``to_hz`` (float32); a copy even when the rates match.
+    """A whole mono clip at ``to_hz`` (float32, ``resampled_length`` samples); a copy even
+    when the rates match.
 
-    The same samples as ``scipy.signal.resample_poly`` (same filter, same length), to float
-    rounding.
+    libsoxr's "HQ" converter: each sentence is resampled to the speaker's rate on the
+    session's thread as it is queued, so its cost delays the cue. 8 s of speech from
+    22.05 to 48 kHz took 80 ms with resample_poly's filter in numpy, 3 ms here (and a
+    mixture of tones comes out within 1e-6 of the exact one, against 6e-4).
     """
     x = np.asarray(pcm, dtype=np.float32).reshape(-1)
+    ratio(from_hz, to_hz)  # the same error for a bad rate as everywhere
     if from_hz == to_hz:
         return x.copy()
-    streamer = StreamResampler(from_hz, to_hz)
     n_out = resampled_length(x.size, from_hz, to_hz)
-    pieces = [streamer.process(x[i : i + _CHUNK]) for i in range(0, x.size, _CHUNK)]
-    # resample_poly pads the end with zeros; so does the flush.
-    pieces.append(streamer.process(np.zeros(streamer.flush_samples, dtype=np.float32)))
-    return np.concatenate(pieces)[:n_out]
+    y = np.asarray(soxr.resample(x, from_hz, to_hz, quality="HQ"), dtype=np.float32)
+    if y.size < n_out:  # soxr rounds the length, resample_poly (our contract) rounds up
+        y = np.concatenate((y, np.zeros(n_out - y.size, dtype=np.float32)))
+    return y[:n_out]
 
 
 def lowpass_taps(
