@@ -33,17 +33,25 @@ class LeakyCanceller:
 
 
 class ScriptedEngine(DeafEngine):
-    """Hears nothing until asked to close an utterance; then hears "아야" (PAIN)."""
+    """Hears nothing until asked to close an utterance; then hears "아야" (PAIN), ending
+    ``overhang_ms`` before the endpoint (as Vosk's words end, 30-110 ms before voice
+    activity does, when the early endpoint closes them 120-140 ms after it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, overhang_ms: int = 200) -> None:
         super().__init__()
         self.endpoints: list[int] = []
+        self.rewinds = 0
+        self._before_ms = overhang_ms
 
     def endpoint(self) -> list[Hypothesis]:
         now = self.now_ms
         self.endpoints.append(now)
-        word = Word("아야", now - 500, now - 120, 0.9)
+        word = Word("아야", now - 500, now - self._before_ms, 0.9)
         return [Hypothesis((word,), final=True, stream_ms=now)]
+
+    def rewind(self) -> list[Hypothesis]:
+        self.rewinds += 1
+        return []
 
 
 @pytest.fixture
@@ -69,3 +77,18 @@ def test_a_blocked_look_at_the_coachs_echo_does_not_use_up_the_words_endpoint(
     assert all(at > word_end_ms for at in engine.endpoints)  # never on the echo alone
     assert [e.command for e in events] == [Command.PAIN]
     assert events[0].detected_ms - word_end_ms <= 200  # closed early, not by the engine
+
+
+def test_a_command_word_that_runs_on_into_the_silence_is_not_trusted_early() -> None:
+    # The decoder, cut early, stretched the word over the silence after the voice (seen
+    # over the coach's leftover echo: a false PAIN "아프다" that ended a live session).
+    # The early final is not taken; the engine decodes the utterance again, whole.
+    mic = np.concatenate([silence(500), noise(400, 3000.0, 2), silence(600)])
+    engine = ScriptedEngine(overhang_ms=0)  # ends where the endpoint is: in the silence
+    listener = Listener(engine)
+    assert feed(listener, mic) == []
+    assert engine.endpoints and engine.rewinds == len(engine.endpoints)
+    # The same word ending inside the voice is heard at the early endpoint.
+    inside = ScriptedEngine()
+    assert [e.command for e in feed(Listener(inside), mic)] == [Command.PAIN]
+    assert inside.rewinds == 0

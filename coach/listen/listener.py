@@ -26,6 +26,10 @@ from coach.listen.judge import Judge, SpeechSpan, Threshold
 FRESH_START_QUIET_MS = 100
 """Voice activity silence needed before the engine is restarted at a new coach sentence."""
 
+ENDPOINT_OVERHANG_MS = 100
+"""At the early endpoint, a command word may end at most this long after voice activity
+did (see Listener._judge_closed)."""
+
 
 def _as_int16(pcm: np.ndarray[Any, Any]) -> PcmBlock:
     array = np.asarray(pcm).reshape(-1)
@@ -255,6 +259,8 @@ class Listener:
         NEXT, YES... which favour precision) is undone, and the engine decodes the
         utterance again whole, as if it had never been closed ("하나 둘 셋 | 넷")."""
         span = self.voice.span()
+        if span is not None and self._overhangs(closed, span.end_ms):
+            return self._rewound()
         gated = len(self.dropped)
         events = [e for h in closed for e in self._judge(h)]
         if any(e.command in URGENT_COMMANDS for e in self.dropped[gated:]):
@@ -264,8 +270,30 @@ class Listener:
                 self._urgent_span_start_ms = span.start_ms
             return events
         self.dropped += events
+        return self._rewound()
+
+    def _rewound(self) -> list[CommandEvent]:
+        """Undo the early endpoint: the engine decodes the utterance again, whole."""
         rewind: Callable[[], list[Hypothesis]] | None = getattr(self.engine, "rewind", None)
         return [e for h in (rewind() if rewind is not None else []) for e in self._judge(h)]
+
+    def _overhangs(self, closed: list[Hypothesis], voice_end_ms: int) -> bool:
+        """Whether a command word of the early final runs on into the silence after the voice.
+
+        Cut early, the decoder must end the utterance with the audio it has, and over the
+        coach's leftover echo it once stretched a word across the silence that followed:
+        "아프다" ended 130 ms after voice activity did, and a false PAIN ended a live session
+        (the e2e test). A word the person said ends inside their voice: in three 20-trial
+        bench_live recordings every PAIN the early endpoint closed (74) ended 30-110 ms
+        before voice activity did. Such a final is not trusted; the engine decodes again.
+        """
+        words = self.engine.vocabulary.words()
+        return any(
+            w.end_ms > voice_end_ms + ENDPOINT_OVERHANG_MS
+            for h in closed
+            for w in h.words
+            if w.text in words
+        )
 
     def _endpoint(self) -> list[Hypothesis] | None:
         """Close the utterance as soon as voice activity says a short one ended.
