@@ -95,11 +95,6 @@ class StreamResampler:
         self._buffer_start = -self._taps  # global input index of _buffer[0]
 
     @property
-    def flush_samples(self) -> int:
-        """Zeros to feed after the last input so every output sample it implies is complete."""
-        return -(-self._half_len // self.up) + 1 if self.up != self.down else 0
-
-    @property
     def samples_in(self) -> int:
         """Input samples consumed so far."""
         return self._n_in
