@@ -6,12 +6,12 @@ every cue within 50 ms of its planned offset over a whole session (pauses except
 runs ``coach run ROUTINE --no-listen`` as a user would (its own process, real PortAudio into
 a PulseAudio null sink) and records the sink's monitor. The session's timeline is compiled
 here exactly as ``coach run`` compiles it (measured speech lengths, a first session, no
-voice-command instructions as nobody listens); every
-spoken sentence and earcon is then found in the recording near its planned time by
-normalised cross-correlation of its first 400 ms. A cue's error is where it was found minus
-where the plan puts it, after removing the median offset over the session (process start
-and output latency shift every cue alike; only the differences are timing errors). The
-drift is the slope of the errors over the session.
+voice-command instructions as nobody listens); every spoken sentence and earcon is then
+found in the recording near its planned time by normalised cross-correlation of its first
+400 ms. A cue's error is where it was found minus where the plan puts it, after removing
+the median offset over the session (process start and output latency shift every cue
+alike; only the differences are timing errors). The drift is the slope of the errors over
+the session.
 
 Baseline, measured the same way in the same run: the same timeline rendered to a WAV
 (``coach.track.render_track``) and played into the same sink by ``paplay``; it shows the
@@ -31,6 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +41,10 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from pulse_support import SINK_OUT, SOURCE_OUT_MONITOR, reuse_running, start_pulse  # noqa: E402
 from recording_support import Tap, find  # noqa: E402
+
+if TYPE_CHECKING:
+    from coach.speech import Synthesizer
+    from coach.timeline import Timeline
 
 RATE = 16_000
 TEMPLATE_MS = 400
@@ -61,7 +66,9 @@ class Expected:
     template: npt.NDArray[np.float64]
 
 
-def planned_sounds(routine_ref: str, data_dir: Path) -> tuple[list[Expected], object, object]:
+def planned_sounds(
+    routine_ref: str, data_dir: Path
+) -> tuple[list[Expected], Timeline, Synthesizer]:
     """The SAY and TONE cues of the session ``coach run`` plays (and its timeline, synthesizer)."""
     os.environ["COACH_DATA_DIR"] = str(data_dir)
     from coach.earcons import earcon
@@ -187,7 +194,7 @@ def main() -> int:
             from coach.track import render_track
 
             track = Path(tmp) / "session.wav"
-            render_track(timeline, synthesizer, track)  # type: ignore[arg-type]
+            render_track(timeline, synthesizer, track)
             baseline = record(["paplay", f"--device={SINK_OUT}", str(track)], env, 1.0)
             live = record(
                 [
