@@ -34,14 +34,14 @@ class LeakyCanceller:
 
 class ScriptedEngine(DeafEngine):
     """Hears nothing until asked to close an utterance; then hears "아야" (PAIN), ending
-    ``overhang_ms`` before the endpoint (as Vosk's words end, 30-110 ms before voice
-    activity does, when the early endpoint closes them 120-140 ms after it)."""
+    ``before_endpoint_ms`` before the endpoint (the default: as Vosk's words end, 30-110 ms
+    before voice activity does, when the early endpoint closes them 120-140 ms after it)."""
 
-    def __init__(self, overhang_ms: int = 200) -> None:
+    def __init__(self, before_endpoint_ms: int = 200) -> None:
         super().__init__()
         self.endpoints: list[int] = []
         self.rewinds = 0
-        self._before_ms = overhang_ms
+        self._before_ms = before_endpoint_ms
 
     def endpoint(self) -> list[Hypothesis]:
         now = self.now_ms
@@ -84,7 +84,7 @@ def test_a_command_word_that_runs_on_into_the_silence_is_not_trusted_early() -> 
     # over the coach's leftover echo: a false PAIN "아프다" that ended a live session).
     # The early final is not taken; the engine decodes the utterance again, whole.
     mic = np.concatenate([silence(500), noise(400, 3000.0, 2), silence(600)])
-    engine = ScriptedEngine(overhang_ms=0)  # ends where the endpoint is: in the silence
+    engine = ScriptedEngine(before_endpoint_ms=0)  # ends at the endpoint: in the silence
     listener = Listener(engine)
     assert feed(listener, mic) == []
     assert engine.endpoints and engine.rewinds == len(engine.endpoints)
