@@ -39,7 +39,7 @@ import numpy.typing as npt
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from pulse_support import SINK_OUT, SOURCE_OUT_MONITOR, reuse_running, start_pulse  # noqa: E402
+from pulse_support import SINK_OUT, SOURCE_OUT_MONITOR, running_pulse  # noqa: E402
 from recording_support import Tap, find  # noqa: E402
 
 if TYPE_CHECKING:
@@ -176,43 +176,32 @@ def main() -> int:
     parser.add_argument("--routine", default=str(REPO / "tests" / "data" / "session_short.yaml"))
     parser.add_argument("--every", action="store_true", help="print every sound's error")
     args = parser.parse_args()
-    server = reuse_running()
-    owned = server is None
-    if server is None:
-        server = start_pulse()
-    os.environ.update(server.env)
-    for key in ("PULSE_SINK", "PULSE_SOURCE"):
-        os.environ.pop(key, None)
-    try:
-        with tempfile.TemporaryDirectory(prefix="coach-bench-cues-") as tmp:
-            data = Path(tmp) / "data"
-            sounds, timeline, synthesizer = planned_sounds(args.routine, data)
-            env = {**os.environ, "COACH_DATA_DIR": str(data)}
-            total_s = sounds[-1].at_ms / 1000
-            print(f"{len(sounds)} sounds over {total_s:.0f} s ({args.routine})")
+    with running_pulse(), tempfile.TemporaryDirectory(prefix="coach-bench-cues-") as tmp:
+        data = Path(tmp) / "data"
+        sounds, timeline, synthesizer = planned_sounds(args.routine, data)
+        env = {**os.environ, "COACH_DATA_DIR": str(data)}
+        total_s = sounds[-1].at_ms / 1000
+        print(f"{len(sounds)} sounds over {total_s:.0f} s ({args.routine})")
 
-            from coach.track import render_track
+        from coach.track import render_track
 
-            track = Path(tmp) / "session.wav"
-            render_track(timeline, synthesizer, track)
-            baseline = record(["paplay", f"--device={SINK_OUT}", str(track)], env, 1.0)
-            live = record(
-                [
-                    sys.executable,
-                    "-m",
-                    "coach",
-                    "run",
-                    args.routine,
-                    "--no-listen",
-                    "--affected-leg",
-                    LEG,
-                ],
-                env,
-                1.0,
-            )
-    finally:
-        if owned:
-            server.stop()
+        track = Path(tmp) / "session.wav"
+        render_track(timeline, synthesizer, track)
+        baseline = record(["paplay", f"--device={SINK_OUT}", str(track)], env, 1.0)
+        live = record(
+            [
+                sys.executable,
+                "-m",
+                "coach",
+                "run",
+                args.routine,
+                "--no-listen",
+                "--affected-leg",
+                LEG,
+            ],
+            env,
+            1.0,
+        )
     base = report(
         "baseline (the rendered track played by paplay)", sounds, errors_in(baseline, sounds)
     )

@@ -41,10 +41,8 @@ from pulse_support import (  # noqa: E402
     SINK_MIC,
     SOURCE_MIC,
     SOURCE_OUT_MONITOR,
-    PulseServer,
     echo_leak,
-    reuse_running,
-    start_pulse,
+    running_pulse,
 )
 from recording_support import (  # noqa: E402
     SILENT,
@@ -380,35 +378,21 @@ def main() -> int:
         help=f"engines to measure `coach run` with (default: all of {', '.join(ENGINES)})",
     )
     args = parser.parse_args()
-    server: PulseServer | None = reuse_running()
-    owned = server is None
-    if server is None:
-        server = start_pulse()
-    os.environ.update(server.env)
-    for key in ("PULSE_SINK", "PULSE_SOURCE"):
-        os.environ.pop(key, None)
-    import sounddevice
-
     from coach.audio import favour_audio_callbacks
 
-    sounddevice._terminate()
-    sounddevice._initialize()
-    try:
-        with (
-            echo_leak(server, ECHO_VOLUME_PCT, ECHO_LATENCY_MS),
-            tempfile.TemporaryDirectory(prefix="coach-bench-live-") as tmp,
-        ):
-            os.environ.setdefault("COACH_DATA_DIR", str(Path(tmp) / "data"))
-            if not args.skip_latency:
-                with favour_audio_callbacks():  # as `coach run` does
-                    latency_trials(args.trials, Path(tmp))
-                print()
-            for engine in args.engines.split(","):
-                first_word_and_resources(Path(tmp), engine)
-                print()
-    finally:
-        if owned:
-            server.stop()
+    with (
+        running_pulse() as server,
+        echo_leak(server, ECHO_VOLUME_PCT, ECHO_LATENCY_MS),
+        tempfile.TemporaryDirectory(prefix="coach-bench-live-") as tmp,
+    ):
+        os.environ.setdefault("COACH_DATA_DIR", str(Path(tmp) / "data"))
+        if not args.skip_latency:
+            with favour_audio_callbacks():  # as `coach run` does
+                latency_trials(args.trials, Path(tmp))
+            print()
+        for engine in args.engines.split(","):
+            first_word_and_resources(Path(tmp), engine)
+            print()
     return 0
 
 

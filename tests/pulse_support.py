@@ -195,6 +195,31 @@ def _refresh_portaudio() -> None:
     sounddevice._initialize()
 
 
+def use_server(server: PulseServer) -> None:
+    """Point this process (and what it starts) at ``server``: its address, the default sink
+    and source (no PULSE_SINK / PULSE_SOURCE left over), and PortAudio looking again."""
+    os.environ.update(server.env)
+    for key in ("PULSE_SINK", "PULSE_SOURCE"):
+        os.environ.pop(key, None)
+    _refresh_portaudio()
+
+
+@contextlib.contextmanager
+def running_pulse() -> Iterator[PulseServer]:
+    """For a benchmark: the server of ``scripts/pulse-up`` if it is up, else a private one
+    (stopped at the end); this process uses it."""
+    server = reuse_running()
+    owned = server is None
+    if server is None:
+        server = start_pulse()
+    try:
+        use_server(server)
+        yield server
+    finally:
+        if owned:
+            server.stop()
+
+
 @contextlib.contextmanager
 def pulse_target(*, sink: str | None = None, source: str | None = None) -> Iterator[None]:
     """Point the ALSA ``pulse`` device at ``sink``/``source`` for streams opened inside.
@@ -271,10 +296,7 @@ def _acquire() -> PulseServer:
             pytest.skip(f"no PulseAudio for audio end-to-end tests: {reason}")
         server = start_pulse()
     saved = {key: os.environ.get(key) for key in _ENV_KEYS}
-    os.environ.update(server.env)
-    for key in ("PULSE_SINK", "PULSE_SOURCE"):
-        os.environ.pop(key, None)
-    _refresh_portaudio()
+    use_server(server)
     _SHARED.append(_Shared(server, saved, users=1))
     return server
 
