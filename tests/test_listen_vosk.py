@@ -257,20 +257,29 @@ def test_pain_over_the_coachs_speech_is_closed_at_the_words_end(
 ) -> None:
     # Over the coach's voice the utterance is closed early only when the residual after
     # echo cancellation keeps most of its energy (a person, not the coach's echo).
+    # Compared with a listener that never closes early, at three points of the sentence.
+    # Vosk's decoding is not the same from one recognizer to the next in a process: at
+    # 3.0 s the second recognizer hears "예" on the slow path, later ones "아야". The early
+    # path is held to every point; the slow path, a reference for timing, to two of three.
     coach = concat([speak(COACH_TEXT, *COACH_VOICE), silence(2000)])
     word = user("아야")
-    at = 3 * 16000
-    said = np.zeros_like(coach)
-    said[at : at + len(word)] = word
-    mic = mix(coach, said, rms(coach) / rms(word))  # 0 dB
     playing = [(0, len(coach) - 32000, COACH_TEXT)]
-    word_end_ms = ms_of(at) + _last_loud_ms(word)
-    early = feed(listener_for(model, vocabulary), mic, reference=coach, playing=playing)
-    never = Listener(VoskEngine(model, vocabulary), endpoint_min_residual_ratio=float("inf"))
-    late = feed(never, mic, reference=coach, playing=playing)
-    assert [e.command for e in early] == [e.command for e in late] == [Command.PAIN]
-    assert 0 < early[0].detected_ms - word_end_ms <= 250
-    assert early[0].detected_ms < late[0].detected_ms
+    slow_path_heard_pain = 0
+    for at_s in (2.5, 3.0, 3.5):
+        at = int(at_s * 16000)
+        said = np.zeros_like(coach)
+        said[at : at + len(word)] = word
+        mic = mix(coach, said, rms(coach) / rms(word))  # 0 dB
+        word_end_ms = ms_of(at) + _last_loud_ms(word)
+        early = feed(listener_for(model, vocabulary), mic, reference=coach, playing=playing)
+        never = Listener(VoskEngine(model, vocabulary), endpoint_min_residual_ratio=float("inf"))
+        late = feed(never, mic, reference=coach, playing=playing)
+        assert [e.command for e in early] == [Command.PAIN], at_s
+        assert 0 < early[0].detected_ms - word_end_ms <= 250, at_s
+        assert len(late) == 1, at_s
+        assert early[0].detected_ms < late[0].detected_ms, at_s
+        slow_path_heard_pain += late[0].command is Command.PAIN
+    assert slow_path_heard_pain >= 2
 
 
 def test_the_model_vocabulary_is_read_from_the_grammar_fst() -> None:
