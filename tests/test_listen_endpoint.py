@@ -92,3 +92,82 @@ def test_a_command_word_that_runs_on_into_the_silence_is_not_trusted_early() -> 
     inside = ScriptedEngine()
     assert [e.command for e in feed(Listener(inside), mic)] == [Command.PAIN]
     assert inside.rewinds == 0
+
+
+class CoinTossEngine(ScriptedEngine):
+    """Its early final is ``early`` (by default another word, "하세요"); its readings of
+    the closed utterance (best first) are ``readings``: (text, likelihood relative to the
+    best, end before the endpoint in ms)."""
+
+    def __init__(
+        self,
+        readings: list[tuple[str, float, int]],
+        early: str = "하세요",
+        early_confidence: float = 0.55,
+    ) -> None:
+        super().__init__()
+        self.readings = readings
+        self.early = early
+        self.early_confidence = early_confidence
+        self.reconsidered = 0
+
+    def endpoint(self) -> list[Hypothesis]:
+        now = self.now_ms
+        self.endpoints.append(now)
+        word = Word(self.early, now - 500, now - 200, self.early_confidence)
+        return [Hypothesis((word,), True, now)]
+
+    def reconsider(self) -> list[Hypothesis]:
+        self.reconsidered += 1
+        now = self.now_ms
+        return [
+            Hypothesis((Word(text, now - 500, now - before_ms, likelihood),), True, now)
+            for text, likelihood, before_ms in self.readings
+        ]
+
+
+@pytest.mark.parametrize(
+    ("readings", "heard"),
+    [
+        # "아야" a close second (a live e2e run: 0.81 of the best): PAIN at the endpoint.
+        ([("하세요", 1.0, 200), ("아야", 0.81, 200)], [Command.PAIN]),
+        # The best reading, on a second look (a bench_live recording).
+        ([("아야", 1.0, 200), ("좋아요", 0.7, 200)], [Command.PAIN]),
+        ([("하세요", 1.0, 200), ("그만", 0.6, 200)], [Command.STOP]),
+        # A distant second is not enough (PAIN's threshold: 0.45) ...
+        ([("하세요", 1.0, 200), ("아야", 0.3, 200)], []),
+        # ... nor a reading that runs on into the silence after the voice ...
+        ([("하세요", 1.0, 200), ("아야", 0.9, 0)], []),
+        # ... and only PAIN and STOP are served early, whatever the reading.
+        ([("하세요", 1.0, 200), ("다음", 1.0, 200)], []),
+    ],
+)
+def test_a_close_second_reading_of_pain_or_stop_is_heard_at_the_early_endpoint(
+    readings: list[tuple[str, float, int]], heard: list[Command]
+) -> None:
+    mic = np.concatenate([silence(500), noise(400, 3000.0, 2), silence(600)])
+    engine = CoinTossEngine(readings)
+    events = feed(Listener(engine), mic)
+    assert engine.reconsidered == 1
+    assert [e.command for e in events] == heard
+    if heard:
+        assert engine.rewinds == 0
+        assert events[0].detected_ms - 900 <= 200  # at the early endpoint
+    else:
+        assert engine.rewinds == 1  # decoded again, whole, as before
+
+
+def test_an_urgent_early_final_needs_no_second_opinion() -> None:
+    mic = np.concatenate([silence(500), noise(400, 3000.0, 2), silence(600)])
+    engine = CoinTossEngine([("하세요", 1.0, 200)], early="아야")
+    assert [e.command for e in feed(Listener(engine), mic)] == [Command.PAIN]
+    assert engine.reconsidered == 0
+
+
+def test_a_sure_early_final_gets_no_second_opinion() -> None:
+    # "하세요" heard with confidence 1.0 is not a coin toss: no second decode (CPU), and
+    # the utterance is decoded again whole, as before.
+    mic = np.concatenate([silence(500), noise(400, 3000.0, 2), silence(600)])
+    engine = CoinTossEngine([("하세요", 1.0, 200), ("아야", 0.9, 200)], early_confidence=1.0)
+    assert feed(Listener(engine), mic) == []
+    assert engine.reconsidered == 0 and engine.rewinds == 1

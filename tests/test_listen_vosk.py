@@ -282,6 +282,33 @@ def test_pain_over_the_coachs_speech_is_closed_at_the_words_end(
     assert slow_path_heard_pain >= 2
 
 
+def test_the_engine_reconsiders_a_closed_utterance_without_losing_it(
+    model: VoskModel, vocabulary: Vocabulary
+) -> None:
+    # The early endpoint's second opinion: a fresh recognizer lists the readings of the
+    # utterance just closed, best first, each word carrying its reading's likelihood
+    # relative to the best; the running recognizer can still decode it again, whole.
+    engine = VoskEngine(model, vocabulary)
+    word = user("아파")
+    audio = concat([silence(500), word, silence(150)])
+    for start in range(0, len(audio), 320):
+        engine.accept(audio[start : start + 320])
+    closed = engine.endpoint()
+    readings = engine.reconsider()
+    assert readings and all(r.final for r in readings)
+    likelihoods = [r.words[0].confidence for r in readings]
+    assert likelihoods[0] == 1.0
+    assert likelihoods == sorted(likelihoods, reverse=True) and likelihoods[-1] > 0.0
+    assert "아파" in [r.text for r in readings]
+    word_end_ms = 500 + ms_of(len(word))
+    for reading in readings:  # in the stream's clock, like the first final's words
+        assert 400 <= reading.words[0].start_ms < reading.words[-1].end_ms <= word_end_ms + 150
+    assert [w.text for h in closed for w in h.words] == ["아파"]
+    engine.accept(silence(20))
+    again = engine.rewind() + engine.flush()
+    assert [w.text for h in again for w in h.words] == ["아파"]
+
+
 def test_the_model_vocabulary_is_read_from_the_grammar_fst() -> None:
     words = model_lexicon(ko_model_dir())
     assert words is not None

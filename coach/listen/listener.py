@@ -32,6 +32,12 @@ did (Listener._overhangs): espeak's clean "그만해" ran on 60 ms (its soft fin
 below voice activity's threshold); the false "아프다" over the coach's echo 130 ms."""
 
 
+SECOND_OPINION_BELOW = 0.8
+"""An early final with a word below this confidence gets a second opinion (the engine's
+next-best readings, Listener._second_opinion): the person's misheard "아야" came out at
+0.46-0.67 in the cases measured."""
+
+
 def _as_int16(pcm: np.ndarray[Any, Any]) -> PcmBlock:
     array = np.asarray(pcm).reshape(-1)
     if np.issubdtype(array.dtype, np.floating):
@@ -139,6 +145,8 @@ class Listener:
         """A new coach sentence began: restart the engine once the person is quiet."""
         self.fresh_starts = 0
         """How many times the engine was restarted at a sentence (for diagnostics)."""
+        self.second_opinions = 0
+        """PAINs and STOPs heard in a next-best reading at the early endpoint (diagnostics)."""
 
     @property
     def stream_ms(self) -> int:
@@ -256,22 +264,67 @@ class Listener:
         return [e for h in restart() for e in self._judge(h)]
 
     def _judge_closed(self, closed: list[Hypothesis]) -> list[CommandEvent]:
-        """An early endpoint only serves PAIN and STOP: anything else (no command, or
-        NEXT, YES... which favour precision) is undone, and the engine decodes the
-        utterance again whole, as if it had never been closed ("하나 둘 셋 | 넷")."""
+        """An early endpoint only serves PAIN and STOP (from the best reading, or a close
+        second: see _second_opinion): anything else (no command, or NEXT, YES... which
+        favour precision) is undone, and the engine decodes the utterance again whole, as
+        if it had never been closed ("하나 둘 셋 | 넷")."""
         span = self.voice.span()
         if span is not None and self._overhangs(closed, span.end_ms):
             return self._rewound()
+        urgent = self._urgent(closed, span)
+        if urgent is not None:
+            return urgent
+        return self._second_opinion(closed, span) or self._rewound()
+
+    def _urgent(
+        self, finals: list[Hypothesis], span: SpeechSpan | None
+    ) -> list[CommandEvent] | None:
+        """The PAIN or STOP of an early final; [] if the gate rejected one (the coach's own
+        word: the gate has spoken, decoding it again won't change that); None if it holds
+        no urgent command (its other commands are kept in ``dropped``)."""
         gated = len(self.dropped)
-        events = [e for h in closed for e in self._judge(h)]
+        events = [e for h in finals for e in self._judge(h)]
         if any(e.command in URGENT_COMMANDS for e in self.dropped[gated:]):
-            return []  # the coach's own word: the gate has spoken, decoding it again won't
+            return []
         if events and all(e.command in URGENT_COMMANDS for e in events):
             if span is not None:  # the rest of it ("그만 | 해") is not another command
                 self._urgent_span_start_ms = span.start_ms
             return events
         self.dropped += events
-        return self._rewound()
+        return None
+
+    def _second_opinion(
+        self, closed: list[Hypothesis], span: SpeechSpan | None
+    ) -> list[CommandEvent]:
+        """PAIN or STOP from the next-best readings of the utterance the early endpoint
+        closed, when the best one held no urgent command.
+
+        Cut at the word's end, a word is sometimes a coin toss: in a live e2e run the
+        person's "아야" came out as "하세요" (conf 0.55), and in a bench_live recording as
+        "좋아요" (0.67); in both the engine's n-best had "아야" within 0.2 of the best
+        score, and PAIN came only from the whole-utterance decode 160-200 ms later. A
+        missed PAIN is unsafe and a false one only interrupts, so a close second counts:
+        each reading is judged like the first final (thresholds, the whole-utterance
+        rule, the gate), its words' confidence its likelihood relative to the best
+        reading's (PAIN and STOP need 0.45: a score at most 0.8 below the best). Only a
+        final with a word the engine was unsure of (below ``SECOND_OPINION_BELOW``) is
+        looked at again: the readings cost one more decode of the utterance.
+        """
+        reconsider: Callable[[], list[Hypothesis]] | None = getattr(
+            self.engine, "reconsider", None
+        )
+        unsure = any(w.confidence < SECOND_OPINION_BELOW for h in closed for w in h.words)
+        if reconsider is None or not unsure:
+            return []
+        for reading in reconsider():
+            if span is not None and self._overhangs([reading], span.end_ms):
+                continue
+            events = self._urgent([reading], span)
+            if events is None:
+                continue
+            self.second_opinions += bool(events)
+            return events
+        return []
 
     def _rewound(self) -> list[CommandEvent]:
         """Undo the early endpoint: the engine decodes the utterance again, whole."""

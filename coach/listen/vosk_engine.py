@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,9 @@ PARTIAL_EVERY_MS = 60
 
 REWIND_MAX_MS = 15_000
 """Longest utterance kept to be decoded again after an early endpoint."""
+
+RECONSIDER_READINGS = 3
+"""Readings (n-best) a second opinion lists: the person's word was a close second."""
 
 
 def check_model_dir(path: Path) -> None:
@@ -190,6 +195,39 @@ class VoskEngine:
         self._new_utterance()
         return self._final(self._recognizer.FinalResult())
 
+    def reconsider(self) -> list[Hypothesis]:
+        """The readings of the utterance :meth:`endpoint` just closed, best first.
+
+        A fresh recognizer (about 1 ms to build; the running one is not touched, so
+        :meth:`rewind` still works) decodes the closed utterance again and lists its
+        ``RECONSIDER_READINGS`` best readings (Vosk's n-best). Each word's confidence is
+        its reading's likelihood relative to the best reading's: 1.0 for the best,
+        exp(-d) for one whose score is d lower. See Listener._second_opinion.
+        """
+        if self._closed is None:
+            return []
+        start, audio = self._closed
+        fresh = self._new_recognizer()
+        fresh.SetMaxAlternatives(RECONSIDER_READINGS)
+        for block in audio:
+            if fresh.AcceptWaveform(block.tobytes()):
+                fresh.Result()  # Vosk's own endpoint inside it: only the rest is a command
+        readings = json.loads(fresh.FinalResult()).get("alternatives", [])
+        if not readings:
+            return []
+        best = max(float(r.get("confidence", 0.0)) for r in readings)
+        offset = start * 1000 // SAMPLE_RATE_HZ
+        out: list[Hypothesis] = []
+        for reading in readings:
+            likelihood = math.exp(float(reading.get("confidence", 0.0)) - best)
+            words = tuple(
+                replace(word, confidence=likelihood)
+                for word in self._words(reading.get("result", []), offset)
+            )
+            if words:
+                out.append(Hypothesis(words, final=True, stream_ms=self.stream_ms))
+        return out
+
     def restart(self) -> list[Hypothesis]:
         """Finish the running utterance and go on with a fresh recognizer (about 1 ms to
         build), which has not adapted to anything heard so far (see Listener._fresh_start)."""
@@ -228,15 +266,16 @@ class VoskEngine:
         self._utterance_audio = []
 
     def _final(self, result_json: str) -> list[Hypothesis]:
-        words = self._words(json.loads(result_json).get("result", []))
+        words = self._words(json.loads(result_json).get("result", []), self._offset_ms)
         return [Hypothesis(words, final=True, stream_ms=self.stream_ms)] if words else []
 
-    def _words(self, raw: list[dict[str, Any]]) -> tuple[Word, ...]:
+    @staticmethod
+    def _words(raw: list[dict[str, Any]], offset_ms: int) -> tuple[Word, ...]:
         return tuple(
             Word(
                 text=str(w["word"]),
-                start_ms=self._offset_ms + round(float(w["start"]) * 1000),
-                end_ms=self._offset_ms + round(float(w["end"]) * 1000),
+                start_ms=offset_ms + round(float(w["start"]) * 1000),
+                end_ms=offset_ms + round(float(w["end"]) * 1000),
                 confidence=float(w.get("conf", 1.0)),
             )
             for w in raw
