@@ -84,6 +84,9 @@ LONG_SENTENCES = {
     ROUTINE_DATA["safety"]["red_flags"],
 }
 """The routine's long sentences (5-6 s): the test's user talks over one of them."""
+ECHO_ONLY_MS = 6000
+"""Listening to the coach alone before that: voice control is ready about 1 s into the
+session, so the user talks over the second long sentence (the first starts at 5 s)."""
 SAFETY_PAUSE_FRAMES = SessionSettings().safety_pause_ms // 10 - 5
 """10 ms frames of the silence before the safety message, less 50 ms of slack."""
 
@@ -211,12 +214,13 @@ def speaking_for(tap: Tap, ms: int) -> bool:
     return len(frames) >= ms // 10 and float(np.mean(frames > SILENT)) > 0.85
 
 
-def playing_notes(notes: Path) -> list[str | None]:
-    """Each sentence the listener was told the coach played, in order (``--record-audio``)."""
+def playing_notes(notes: Path) -> list[tuple[int, str | None]]:
+    """Each sentence the listener was told the coach played, in order, with when it began
+    in the listener's recording (``--record-audio``; it starts when voice control does)."""
     if not notes.is_file():
         return []
     lines = notes.read_text(encoding="utf-8").split("\n")[:-1]  # not a line being written
-    return [n["playing"] for n in map(json.loads, lines) if "playing" in n]
+    return [(n["ms"], n["playing"]) for n in map(json.loads, lines) if "playing" in n]
 
 
 def silent_for(tap: Tap, ms: int) -> bool:
@@ -287,17 +291,19 @@ def test_pain_next_and_stop_by_voice_through_real_audio(
 
     try:
         coach.wait_for_line("voice control ready", timeout_s=60)
-        # Echo only, no user speech: the coach must not hear itself.
-        wait_until(lambda: speaking_for(out, 500), 20, "the coach to speak", coach)
-        time.sleep(6.0)
-        # PAIN in the middle of a long sentence: one second after the listener heard it
-        # begin (its note in listen.jsonl), with seconds of it still to come.
+        # Echo only, no user speech, for at least ECHO_ONLY_MS of listening: the coach must
+        # not hear itself. Then PAIN in the middle of a long sentence: one second after the
+        # listener heard it begin (its note in listen.jsonl), with seconds of it to come.
+        # (Timed by the notes, not by the test's clock: the coach starts talking before
+        # voice control is ready, and later when the machine is busy.)
         notes = tmp_path / "listen" / "listen.jsonl"
-        seen = len(playing_notes(notes))
         wait_until(
-            lambda: bool(set(playing_notes(notes)[seen:]) & LONG_SENTENCES),
+            lambda: any(
+                ms >= ECHO_ONLY_MS and text in LONG_SENTENCES
+                for ms, text in playing_notes(notes)
+            ),
             40,
-            "the coach to start a long sentence",
+            f"the coach to start a long sentence {ECHO_ONLY_MS} ms into voice control",
             coach,
         )
         time.sleep(1.0)
