@@ -171,3 +171,41 @@ def test_a_sure_early_final_gets_no_second_opinion() -> None:
     engine = CoinTossEngine([("하세요", 1.0, 200), ("아야", 0.9, 200)], early_confidence=1.0)
     assert feed(Listener(engine), mic) == []
     assert engine.reconsidered == 0 and engine.rewinds == 1
+
+
+def test_no_second_opinion_when_the_early_final_weighed_the_command_word_itself() -> None:
+    # The coach's first word heard as "아야" at 0.23 (below PAIN's threshold): the engine
+    # weighed PAIN and found it wanting; its readings ("됐어" 1.0, "아야" 0.9) are not asked.
+    mic = np.concatenate([silence(500), noise(400, 3000.0, 2), silence(600)])
+    engine = CoinTossEngine([("됐어", 1.0, 200), ("아야", 0.9, 200)], early="아야",
+                            early_confidence=0.23)
+    assert feed(Listener(engine), mic) == []
+    assert engine.reconsidered == 0 and engine.rewinds == 1
+
+
+class NoCanceller:
+    """Removes nothing: the canceller of a session's first second, not yet adapted."""
+
+    def __init__(self, filter_ms: int = 200) -> None:
+        del filter_ms
+
+    def process(self, mic: PcmBlock, reference: PcmBlock) -> tuple[PcmBlock, PcmBlock, PcmBlock]:
+        n = len(mic) // FRAME_SAMPLES * FRAME_SAMPLES
+        return mic[:n].copy(), mic[:n], reference[:n]
+
+
+def test_no_second_opinion_over_the_coach_before_the_canceller_has_adapted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(CANCELLERS, "none", NoCanceller)
+    voice = noise(400, 3000.0, 2)
+    mic = np.concatenate([silence(500), voice, silence(600)])
+    reference = np.concatenate([silence(500), voice, silence(600)])  # the coach, played
+    readings = [("하세요", 1.0, 200), ("아야", 0.9, 200)]
+    engine = CoinTossEngine(readings)
+    assert feed(Listener(engine, canceller="none"), mic, reference) == []  # type: ignore[arg-type]
+    assert engine.endpoints and engine.reconsidered == 0
+    # The same utterance with the coach silent gets its second opinion.
+    quiet = CoinTossEngine(readings)
+    heard = feed(Listener(quiet, canceller="none"), mic, np.zeros_like(mic))  # type: ignore[arg-type]
+    assert [e.command for e in heard] == [Command.PAIN] and quiet.reconsidered == 1

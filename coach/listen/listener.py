@@ -13,6 +13,7 @@ from coach.listen.echo import (
     ECHO_TAIL_MS,
     FRAME_MS,
     FRAME_SAMPLES,
+    WORD_MS,
     Canceller,
     EchoCanceller,
     EnergyHistory,
@@ -306,18 +307,33 @@ class Listener:
         missed PAIN is unsafe and a false one only interrupts, so a close second counts:
         each reading is judged like the first final (thresholds, the whole-utterance
         rule, the gate), its words' confidence its likelihood relative to the best
-        reading's (PAIN and STOP need 0.45: a score at most 0.8 below the best). Only a
-        final with a word the engine was unsure of (below ``SECOND_OPINION_BELOW``) is
-        looked at again: the readings cost one more decode of the utterance.
+        reading's (PAIN and STOP need 0.45: a score at most 0.8 below the best).
+
+        Only where the best reading is no command at all, with a word the engine was
+        unsure of (below ``SECOND_OPINION_BELOW``; the readings cost one more decode), and
+        not over the coach before the canceller has shown it removes the coach. A live
+        e2e run heard the coach's own first word, 0.7 s into the session, as "아야"
+        (conf 0.23, rightly rejected) and the readings had "아야" at 0.9 of "됐어": a
+        false PAIN. The same rules as the gate's (GateRule.min_erle_db).
         """
         reconsider: Callable[[], list[Hypothesis]] | None = getattr(
             self.engine, "reconsider", None
         )
-        unsure = any(w.confidence < SECOND_OPINION_BELOW for h in closed for w in h.words)
-        if reconsider is None or not unsure:
+        if reconsider is None or span is None:
+            return []
+        words = [w for h in closed for w in h.words]
+        commands = self.engine.vocabulary.words()
+        if any(w.text in commands for w in words):
+            return []  # the engine weighed the command word itself and found it wanting
+        if not any(w.confidence < SECOND_OPINION_BELOW for w in words):
+            return []
+        if (
+            self.gate.playing_during(self.energies, span.start_ms, span.end_ms)
+            and self.energies.erle_db(span.end_ms - WORD_MS) < self.gate.rule.min_erle_db
+        ):
             return []
         for reading in reconsider():
-            if span is not None and self._overhangs([reading], span.end_ms):
+            if self._overhangs([reading], span.end_ms):
                 continue
             events = self._urgent([reading], span)
             if events is None:
