@@ -185,7 +185,8 @@ class ResidualEchoSuppressor:
     microphone energy. Just after a person talked over the coach the canceller has been
     disturbed by the double talk and leaves the coach only 7-15 dB down, above the cut's
     13 dB but nowhere near a person's ~0 dB (a live e2e run: 200 ms of such frames after
-    "아야" kept voice activity on, and PAIN was heard 330 ms after the word, not 170).
+    "아야" kept voice activity on, and PAIN was heard 330 ms after the word; by this rule,
+    in a replay of it, 190 ms).
     """
 
     def __init__(
