@@ -251,8 +251,10 @@ def phrase_pcm(text: str) -> npt.NDArray[np.float64]:
         "canceller had adapted (0.7 and 3 s into the session): one from the early "
         "endpoint's second opinion (since then not asked over an unadapted canceller), one "
         "from a partial result (replays of the recording before session 7's changes give it "
-        "too). spotter-en passed 0 of 4 (400-480 ms, or not heard): it fires 240-280 ms "
-        "after the word"
+        "too). With that rule, 3 of 5 (260-290 ms each time): a false PAUSE from the coach's "
+        "own question, and a PAIN said in a short pause of the sentence (the check that the "
+        "coach was speaking reads the faint echo). spotter-en passed 1 of 7 (320-480 ms, or "
+        "not heard): it fires 240-280 ms after the word"
     ),
     strict=False,
 )
