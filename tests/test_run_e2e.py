@@ -218,7 +218,7 @@ def speaking_for(tap: Tap, ms: int) -> bool:
 
 def playing_notes(notes: Path) -> list[tuple[int, str | None]]:
     """Each sentence the listener was told the coach played, in order, with when it began
-    in the listener's recording (``--record-audio``; it starts when voice control does)."""
+    in the listener's recording (``--record-audio``; it starts when the microphone opens)."""
     if not notes.is_file():
         return []
     lines = notes.read_text(encoding="utf-8").split("\n")[:-1]  # not a line being written
@@ -313,7 +313,7 @@ def test_pain_next_and_stop_by_voice_through_real_audio(
         wait_until(
             time_to_speak,
             40,
-            f"the coach to start a long sentence {ECHO_ONLY_MS} ms into voice control",
+            f"the coach to start a long sentence {ECHO_ONLY_MS} ms into the listener's clock",
             coach,
         )
         time.sleep(1.0)
