@@ -22,31 +22,38 @@ class LeakyCanceller:
     """Removes 70% of the reference's amplitude: its residual keeps 9% of an echo's energy
     (quiet, but above voice activity's threshold), and all of a voice with no echo."""
 
+    removes = 0.7
+
     def __init__(self, filter_ms: int = 200) -> None:
         del filter_ms
 
     def process(self, mic: PcmBlock, reference: PcmBlock) -> tuple[PcmBlock, PcmBlock, PcmBlock]:
         n = len(mic) // FRAME_SAMPLES * FRAME_SAMPLES
         mic, reference = mic[:n], reference[:n]
-        residual = mic.astype(np.float64) - 0.7 * reference.astype(np.float64)
+        residual = mic.astype(np.float64) - self.removes * reference.astype(np.float64)
         return residual.astype(np.int16), mic, reference
 
 
 class ScriptedEngine(DeafEngine):
-    """Hears nothing until asked to close an utterance; then hears "아야" (PAIN), ending
-    ``before_endpoint_ms`` before the endpoint (the default: as Vosk's words end, 30-110 ms
-    before voice activity does, when the early endpoint closes them 120-140 ms after it)."""
+    """Hears nothing until asked to close an utterance; then hears ``word`` (by default
+    "아야", PAIN) with ``confidence``, ending ``before_endpoint_ms`` before the endpoint (the
+    default: as Vosk's words end, 30-110 ms before voice activity does, when the early
+    endpoint closes them 120-140 ms after it)."""
 
-    def __init__(self, before_endpoint_ms: int = 200) -> None:
+    def __init__(
+        self, before_endpoint_ms: int = 200, word: str = "아야", confidence: float = 0.9
+    ) -> None:
         super().__init__()
         self.endpoints: list[int] = []
         self.rewinds = 0
         self._before_ms = before_endpoint_ms
+        self._word = word
+        self._confidence = confidence
 
     def endpoint(self) -> list[Hypothesis]:
         now = self.now_ms
         self.endpoints.append(now)
-        word = Word("아야", now - 500, now - self._before_ms, 0.9)
+        word = Word(self._word, now - 500, now - self._before_ms, self._confidence)
         return [Hypothesis((word,), final=True, stream_ms=now)]
 
     def rewind(self) -> list[Hypothesis]:
@@ -105,17 +112,9 @@ class CoinTossEngine(ScriptedEngine):
         early: str = "하세요",
         early_confidence: float = 0.55,
     ) -> None:
-        super().__init__()
+        super().__init__(word=early, confidence=early_confidence)
         self.readings = readings
-        self.early = early
-        self.early_confidence = early_confidence
         self.reconsidered = 0
-
-    def endpoint(self) -> list[Hypothesis]:
-        now = self.now_ms
-        self.endpoints.append(now)
-        word = Word(self.early, now - 500, now - 200, self.early_confidence)
-        return [Hypothesis((word,), True, now)]
 
     def reconsider(self) -> list[Hypothesis]:
         self.reconsidered += 1
@@ -183,15 +182,10 @@ def test_no_second_opinion_when_the_early_final_weighed_the_command_word_itself(
     assert engine.reconsidered == 0 and engine.rewinds == 1
 
 
-class NoCanceller:
+class NoCanceller(LeakyCanceller):
     """Removes nothing: the canceller of a session's first second, not yet adapted."""
 
-    def __init__(self, filter_ms: int = 200) -> None:
-        del filter_ms
-
-    def process(self, mic: PcmBlock, reference: PcmBlock) -> tuple[PcmBlock, PcmBlock, PcmBlock]:
-        n = len(mic) // FRAME_SAMPLES * FRAME_SAMPLES
-        return mic[:n].copy(), mic[:n], reference[:n]
+    removes = 0.0
 
 
 def test_no_second_opinion_over_the_coach_before_the_canceller_has_adapted(

@@ -361,6 +361,16 @@ class SelfWordGate:
         frames = max(1, (end_ms - start_ms) // FRAME_MS)
         return reference / frames > PLAYING_ENERGY
 
+    def canceller_unproven(self, energies: EnergyHistory, start_ms: int, end_ms: int) -> bool:
+        """Whether the coach was playing over the phrase and the canceller has not yet shown
+        it removes the coach (``min_erle_db``, measured before the word: a partial result's
+        start time can be far too early). Until then the residual is the coach, and the
+        recognizer hears words in it."""
+        return (
+            self.playing_during(energies, start_ms, end_ms)
+            and energies.erle_db(end_ms - WORD_MS) < self.rule.min_erle_db
+        )
+
     def _double_talk(self, energies: EnergyHistory, start_ms: int, end_ms: int) -> bool:
         mic, residual, _ = energies.window(start_ms, end_ms)
         return mic > 0.0 and residual / mic >= self.rule.min_playing_residual_ratio
@@ -382,14 +392,11 @@ class SelfWordGate:
         the canceller-quality rules below do not apply; the self-word rule still does (a
         "pain" while the coach itself says "pain" needs the evidence of a person).
         """
-        # Over the coach's voice, any command needs a canceller that has adapted (measured
-        # before the word; a partial result's start time can be far too early): before
-        # that, the residual is the coach, and the recognizer hears words in it.
+        # Over the coach's voice, any command needs a canceller that has adapted.
         if (
             not safety_first
             and energies is not None
-            and self.playing_during(energies, start_ms, end_ms)
-            and energies.erle_db(end_ms - WORD_MS) < self.rule.min_erle_db
+            and self.canceller_unproven(energies, start_ms, end_ms)
         ):
             return False
         audible = energies is not None and energies.played_in(start_ms - ECHO_TAIL_MS, end_ms)

@@ -13,7 +13,6 @@ from coach.listen.echo import (
     ECHO_TAIL_MS,
     FRAME_MS,
     FRAME_SAMPLES,
-    WORD_MS,
     Canceller,
     EchoCanceller,
     EnergyHistory,
@@ -314,7 +313,7 @@ class Listener:
         not over the coach before the canceller has shown it removes the coach. A live
         e2e run heard the coach's own first word, 0.7 s into the session, as "아야"
         (conf 0.23, rightly rejected) and the readings had "아야" at 0.9 of "됐어": a
-        false PAIN. The same rules as the gate's (GateRule.min_erle_db).
+        false PAIN. The same rule as the gate's (SelfWordGate.canceller_unproven).
         """
         reconsider: Callable[[], list[Hypothesis]] | None = getattr(
             self.engine, "reconsider", None
@@ -327,10 +326,7 @@ class Listener:
             return []  # the engine weighed the command word itself and found it wanting
         if not any(w.confidence < SECOND_OPINION_BELOW for w in words):
             return []
-        if (
-            self.gate.playing_during(self.energies, span.start_ms, span.end_ms)
-            and self.energies.erle_db(span.end_ms - WORD_MS) < self.gate.rule.min_erle_db
-        ):
+        if self.gate.canceller_unproven(self.energies, span.start_ms, span.end_ms):
             return []
         for reading in reconsider():
             if self._overhangs([reading], span.end_ms):
