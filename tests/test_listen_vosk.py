@@ -117,7 +117,7 @@ def test_pain_is_detected_from_the_partial_result_before_the_utterance_ends(
     engine = VoskEngine(model, vocabulary)
     final_ms = None
     for start in range(0, len(audio), 320):
-        if any(h.final for h in engine.accept(audio[start : start + 320])):
+        if any(h.final and h.words for h in engine.accept(audio[start : start + 320])):
             final_ms = ms_of(start + 320)
             break
     assert final_ms is not None
@@ -307,6 +307,20 @@ def test_the_engine_reconsiders_a_closed_utterance_without_losing_it(
     engine.accept(silence(20))
     again = engine.rewind() + engine.flush()
     assert [w.text for h in again for w in h.words] == ["아파"]
+
+
+def test_an_utterance_that_ends_with_no_words_is_still_closed(
+    model: VoskModel, vocabulary: Vocabulary
+) -> None:
+    # The judge starts afresh at each final; without an empty one, a partial command the
+    # gate had dropped kept it deaf until the next final with words.
+    engine = VoskEngine(model, vocabulary)
+    for _ in range(50):
+        engine.accept(silence(20))
+    flushed = engine.flush()
+    assert [(h.final, h.words) for h in flushed] == [(True, ())]
+    engine.accept(silence(20))
+    assert [(h.final, h.words) for h in engine.restart()] == [(True, ())]
 
 
 def test_the_model_vocabulary_is_read_from_the_grammar_fst() -> None:

@@ -34,8 +34,9 @@ class Word:
 class Hypothesis:
     """What the engine currently believes was said in the running utterance.
 
-    A partial hypothesis may still change; a final one closes the utterance.
-    ``stream_ms`` is how much audio the engine had consumed when it produced it.
+    A partial hypothesis may still change; a final one closes the utterance, and is
+    reported even with no words (the judge then starts afresh). ``stream_ms`` is how
+    much audio the engine had consumed when it produced it.
     """
 
     words: tuple[Word, ...]

@@ -126,4 +126,4 @@ class SphinxEngine:
             for seg in (self._decoder.seg() or ())
             if seg.word.strip() not in ("<s>", "</s>", "<sil>", "[NOISE]", "(NULL)")
         )
-        return [Hypothesis(words, final=True, stream_ms=self.stream_ms)] if words else []
+        return [Hypothesis(words, final=True, stream_ms=self.stream_ms)]  # also empty: it ended

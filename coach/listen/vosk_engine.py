@@ -266,8 +266,11 @@ class VoskEngine:
         self._utterance_audio = []
 
     def _final(self, result_json: str) -> list[Hypothesis]:
+        # Also with no words: the utterance ended (the judge starts afresh; without it, a
+        # partial command the gate had dropped kept the judge from hearing anything until
+        # the next final with words: a live e2e run missed the user's PAIN 13 s later).
         words = self._words(json.loads(result_json).get("result", []), self._offset_ms)
-        return [Hypothesis(words, final=True, stream_ms=self.stream_ms)] if words else []
+        return [Hypothesis(words, final=True, stream_ms=self.stream_ms)]
 
     @staticmethod
     def _words(raw: list[dict[str, Any]], offset_ms: int) -> tuple[Word, ...]:
