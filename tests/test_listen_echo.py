@@ -135,3 +135,45 @@ def test_erle_of_a_canceller_that_has_not_adapted_is_low() -> None:
 def test_erle_without_playback_is_zero() -> None:
     history = _history([(5_000.0, 5_000.0, 0.0)] * 50)
     assert history.erle_db(before_ms=500) == 0.0
+
+
+def test_erle_forgets_what_the_canceller_did_before_it_started_relearning() -> None:
+    history = _history([(10_000.0, 1_000.0, 10_000.0)] * 100)  # 20 dB, adapted
+    assert history.erle_db(before_ms=1000) > 19.0
+    history.relearning()  # the echo path moved: the coach comes through again
+    for _ in range(60):
+        history.add(_frames(10_000.0), _frames(9_000.0), _frames(10_000.0))
+    # The last 8 s still hold 100 frames at 20 dB and 60 at 1 dB: the median says 20 dB.
+    assert history.erle_db(before_ms=1600) < 1.0
+
+
+def test_erle_needs_300_ms_of_the_coach_playing() -> None:
+    history = _history([(10_000.0, 1_000.0, 10_000.0)] * 29)
+    assert history.erle_db(before_ms=290) == 0.0
+    history.add(_frames(10_000.0), _frames(1_000.0), _frames(10_000.0))
+    assert history.erle_db(before_ms=300) > 19.0
+
+
+def _syllables(n: int, shift: int = 0) -> list[float]:
+    """A coach-like level pattern, 10 ms frames: 150 ms syllables and 50 ms gaps."""
+    return [10_000.0 if (i - shift) % 20 < 15 else 0.0 for i in range(n)]
+
+
+def test_the_coachs_own_echo_is_never_louder_than_the_coach_whatever_its_delay() -> None:
+    reference = _syllables(300)
+    for delay in (-10, 0, 12):  # frames the echo leads or trails the reference by
+        echo = [0.3 * level for level in _syllables(300, shift=delay)]
+        history = _history([(m, m, r) for m, r in zip(echo, reference, strict=True)])
+        assert not history.louder_than_the_coach(2000, 2500)
+
+
+@pytest.mark.parametrize(("voice", "evident"), [(6_000.0, True), (3_000.0, False)])
+def test_a_person_louder_than_the_coachs_echo_is_evident_without_a_canceller(
+    voice: float, evident: bool
+) -> None:
+    # The echo's peaks are 3000: a voice at 6000 is 6 dB over them; one at 3000 is not.
+    reference = _syllables(300)
+    mic = [0.3 * level for level in _syllables(300, shift=12)]
+    mic[200:250] = [max(m, voice) for m in mic[200:250]]
+    history = _history([(m, m, r) for m, r in zip(mic, reference, strict=True)])
+    assert history.louder_than_the_coach(2000, 2500) is evident

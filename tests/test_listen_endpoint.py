@@ -6,12 +6,15 @@ the engine and the canceller are fakes so the voice-activity timing is exact.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 import pytest
-from listen_support import DeafEngine, feed, noise, silence
+from listen_support import BLOCK, DeafEngine, feed, noise, silence
 
 from coach.listen.commands import Command
-from coach.listen.echo import CANCELLERS, FRAME_SAMPLES
+from coach.listen.echo import CANCELLERS, FRAME_SAMPLES, SelfWordGate
 from coach.listen.engine import Hypothesis, PcmBlock, Word
 from coach.listen.listener import Listener
 
@@ -203,3 +206,107 @@ def test_no_second_opinion_over_the_coach_before_the_canceller_has_adapted(
     quiet = CoinTossEngine(readings)
     heard = feed(Listener(quiet, canceller="none"), mic, np.zeros_like(mic))  # type: ignore[arg-type]
     assert [e.command for e in heard] == [Command.PAIN] and quiet.reconsidered == 1
+
+
+class PartialEngine(DeafEngine):
+    """Says "아야" in partial results (no times, no confidence, as Vosk's) from
+    ``partial_from_ms`` on, and closes the utterance at ``final_at_ms`` (as Vosk's own
+    endpointer does, about 500 ms after the voice) with it at ``final_confidence``."""
+
+    def __init__(self, partial_from_ms: int, final_at_ms: int, final_confidence: float) -> None:
+        super().__init__()
+        self._partial_from_ms = partial_from_ms
+        self._final_at_ms = final_at_ms
+        self._final_confidence = final_confidence
+
+    def accept(self, pcm: PcmBlock) -> list[Hypothesis]:
+        before = self.now_ms
+        super().accept(pcm)
+        now = self.now_ms
+        if before < self._final_at_ms <= now:
+            word = Word("아야", now - 900, now - 520, self._final_confidence)
+            return [Hypothesis((word,), final=True, stream_ms=now)]
+        if self._partial_from_ms <= now < self._final_at_ms:
+            return [Hypothesis((Word("아야", -1, -1, 1.0),), final=False, stream_ms=now)]
+        return []
+
+
+def _pain_over_the_coach(
+    engine: PartialEngine, leaky: str, echo_path_moves_at_ms: int | None, word_rms: float = 2000.0
+) -> list[tuple[Command, int]]:
+    """The coach plays 0.5-3.4 s (the leaky canceller removes 91% of its energy: 10 dB);
+    the person's word is 3.0-3.4 s, by default a little quieter than the coach (rms 2000
+    against 3000); the caller may move the echo path 2.9 s in."""
+    coach = np.concatenate([silence(500), noise(2900, 3000.0, 1), silence(1000)])
+    word = np.concatenate([silence(3000), noise(400, word_rms, 2), silence(1000)])
+    mic = (coach.astype(np.int32) + word).clip(-32768, 32767).astype(np.int16)
+    listener = Listener(engine, canceller=leaky)  # type: ignore[arg-type]
+    events = []
+    for start in range(0, len(mic), BLOCK):
+        if echo_path_moves_at_ms is not None and start == echo_path_moves_at_ms * RATE // 1000:
+            listener.reference_moved()
+        events += listener.feed(mic[start : start + BLOCK], coach[start : start + BLOCK])
+    events += listener.finish()
+    return [(e.command, e.detected_ms) for e in events]
+
+
+def test_pain_in_a_partial_result_is_heard_at_once_over_a_canceller_that_removes_the_coach(
+    leaky: str,
+) -> None:
+    heard = _pain_over_the_coach(PartialEngine(3300, 3900, 0.9), leaky, None)
+    assert [c for c, _ in heard] == [Command.PAIN]
+    assert heard[0][1] <= 3400 + 200  # from the partial, 100 ms after the voice
+
+
+@pytest.mark.parametrize(("final_confidence", "heard"), [(0.9, [Command.PAIN]), (0.2, [])])
+def test_pain_in_a_partial_result_waits_for_the_final_while_the_canceller_relearns(
+    leaky: str, final_confidence: float, heard: list[Command]
+) -> None:
+    # A live e2e run: the echo path moved, the canceller let the coach through, and a
+    # partial result turned the coach's voice into a command. A partial carries no
+    # confidence; the final's is weighed (PAIN needs 0.45).
+    events = _pain_over_the_coach(PartialEngine(3300, 3900, final_confidence), leaky, 2900)
+    assert [c for c, _ in events] == heard
+    assert all(at >= 3900 for _, at in events)
+
+
+def test_pain_in_a_partial_result_is_heard_at_once_from_a_person_louder_than_the_coach(
+    leaky: str,
+) -> None:
+    # While the canceller relearns, a voice well above what the coach's echo could make
+    # (here 10 dB) is evidence enough of a person.
+    events = _pain_over_the_coach(PartialEngine(3300, 3900, 0.2), leaky, 2900, word_rms=9000.0)
+    assert [c for c, _ in events] == [Command.PAIN]
+    assert events[0][1] <= 3400 + 200
+
+
+class OnlyPainGate(SelfWordGate):
+    """Drops every command but PAIN (as the real gate drops the coach's own words)."""
+
+    def passes(self, phrases: Iterable[str], *args: Any, **kwargs: Any) -> bool:
+        return "아야" in phrases
+
+
+class TwoUtterancesEngine(DeafEngine):
+    """Partial "일시정지" (PAUSE) in 0.5-1.5 s, an empty final at 1.5 s, then partial "아야"
+    from 2.4 s: as Vosk does after the first utterance's words did not hold."""
+
+    def accept(self, pcm: PcmBlock) -> list[Hypothesis]:
+        before = self.now_ms
+        super().accept(pcm)
+        now = self.now_ms
+        if before < 1500 <= now:
+            return [Hypothesis((), final=True, stream_ms=now)]
+        text = "일시정지" if 500 <= now < 1500 else "아야" if now >= 2400 else None
+        return [] if text is None else [Hypothesis((Word(text, -1, -1, 1.0),), False, now)]
+
+
+def test_a_dropped_command_does_not_deafen_the_next_utterance() -> None:
+    mic = np.concatenate(
+        [silence(500), noise(400, 3000.0, 1), silence(1100), noise(400, 3000.0, 2), silence(800)]
+    )
+    listener = Listener(TwoUtterancesEngine(), gate=OnlyPainGate())  # type: ignore[arg-type]
+    events = feed(listener, mic)
+    assert [e.command for e in listener.dropped] == [Command.PAUSE]
+    assert [e.command for e in events] == [Command.PAIN]
+    assert events[0].detected_ms <= 2400 + 200

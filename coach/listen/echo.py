@@ -47,6 +47,12 @@ ECHO_TAIL_MS = 500
 """How long the room may still echo the coach after the reference stops."""
 PLAYING_ENERGY = 1e4
 """Mean square above which the reference counts as playing (about -50 dBFS)."""
+ERLE_SPAN_MS = 8000
+"""How far back the canceller's reduction (and the echo path's gain) is measured."""
+ERLE_EVIDENCE_FRAMES = 30
+"""Frames of the coach playing the canceller's reduction is judged on, at least (300 ms):
+right after it starts relearning, two frames measured 6.6 dB, passing the gate's 6 dB
+while the canceller still let the coach through."""
 
 
 class EchoCanceller:
@@ -241,6 +247,8 @@ class EnergyHistory:
         self.residual: deque[float] = deque(maxlen=self._keep)
         self.reference: deque[float] = deque(maxlen=self._keep)
         self._frames = 0
+        self._relearn_frame = 0
+        """The frame from which the canceller's reduction counts (see ``relearning``)."""
 
     def add(self, mic: PcmBlock, residual: PcmBlock, reference: PcmBlock) -> None:
         """Append whole frames (all three blocks have the same length)."""
@@ -273,11 +281,56 @@ class EnergyHistory:
         hi = min(end_ms // FRAME_MS - oldest, len(self.reference))
         return any(self.reference[i] > PLAYING_ENERGY for i in range(lo, hi))
 
-    def erle_db(self, before_ms: int, span_ms: int = 8000) -> float:
+    def louder_than_the_coach(
+        self, start_ms: int, end_ms: int, *, reach_ms: int = 200, min_frames: int = 5
+    ) -> bool:
+        """Whether the microphone was, over a stream-time window, louder than the coach's
+        echo alone could make it: evidence of a person that needs no adapted canceller.
+
+        A Geigel-style double-talk test on energies. The coach's echo in a frame is at
+        most the loudest reference frame within ``reach_ms`` either side (the echo's delay
+        is not known yet), scaled by the echo path's gain: summed microphone over summed
+        reference energy in the 8 s before the window. A person is evident when at least
+        ``min_frames`` frames above the noise (``PLAYING_ENERGY``) are twice (3 dB) as loud
+        as that. Measured:
+        - replays of three bench_live and three e2e recordings: every PAIN the person said
+          over the coach had 35-40 of its 45 frames there; the coach's own voice heard as
+          PAIN or PAUSE before the canceller had adapted, none;
+        - bench_barge_in streams (25 sentences, direct and room-a): no 450 ms window of the
+          coach alone had a frame there; of the person's words said over it, 18 of 25 at
+          6 dB had 5 frames or more, 3 of 25 at 0 dB. It is evidence when it is there, not
+          a detector.
+        """
+        oldest = self._frames - len(self.mic)
+        lo = max(start_ms // FRAME_MS - oldest, 0)
+        hi = min(end_ms // FRAME_MS - oldest, len(self.mic))
+        before = max(lo - ERLE_SPAN_MS // FRAME_MS, 0)
+        if hi <= lo or lo - before < ERLE_EVIDENCE_FRAMES:
+            return False
+        mic = np.array(self.mic)
+        reference = np.array(self.reference)
+        gain = mic[before:lo].sum() / max(reference[before:lo].sum(), 1e-9)
+        reach = reach_ms // FRAME_MS
+        louder = 0
+        for i in range(lo, hi):
+            echo = gain * reference[max(i - reach, 0) : i + reach + 1].max()
+            louder += bool(mic[i] > max(2.0 * echo, PLAYING_ENERGY))
+        return louder >= min_frames
+
+    def relearning(self) -> None:
+        """The canceller starts learning again (the echo path moved): its reduction before
+        now says nothing about it. In a live e2e run the echo path changed 27.8 s into the
+        session; over the next 2.4 s the canceller removed 0-5 dB of the coach, while the
+        8 s median, still made of the frames before, said 130 dB, and the coach's own
+        question came through as a false PAUSE ("일시정지")."""
+        self._relearn_frame = self._frames
+
+    def erle_db(self, before_ms: int, span_ms: int = ERLE_SPAN_MS) -> float:
         """How much the canceller reduced the coach's voice over recent playback, in dB.
 
-        The median, over the frames before ``before_ms`` in which the reference was playing,
-        of each frame's reduction. Not the ratio of summed energies: there, the user's own
+        The median, over the frames before ``before_ms`` (and since the canceller last
+        started ``relearning``) in which the reference was playing, of each frame's
+        reduction. Not the ratio of summed energies: there, the user's own
         words over the coach (loud, and rightly not removed) counted as echo the canceller
         had failed to remove, so one command said over the coach made the next one within
         8 s look like the coach's own voice (scripts/bench_barge_in.py: 60 of 87 missed
@@ -287,12 +340,13 @@ class EnergyHistory:
         oldest = self._frames - len(self.mic)
         hi = min(before_ms // FRAME_MS, self._frames) - oldest
         lo = max(hi - span_ms // FRAME_MS, 0)
+        lo = max(lo, self._relearn_frame - oldest)
         ratios = [
             self.mic[i] / max(self.residual[i], 1e-9)
             for i in range(lo, max(hi, lo))
             if self.reference[i] > PLAYING_ENERGY and self.mic[i] > 0.0
         ]
-        if not ratios:
+        if len(ratios) < ERLE_EVIDENCE_FRAMES:
             return 0.0
         return float(10 * np.log10(np.median(ratios)))
 

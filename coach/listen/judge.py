@@ -154,8 +154,13 @@ class Judge:
     _partial_since_ms: int = 0
     _emitted: bool = False
 
-    def consider(self, hypothesis: Hypothesis, speech: SpeechSpan | None = None) -> Verdict | None:
-        """A verdict if this hypothesis settles a command not yet reported."""
+    def consider(
+        self, hypothesis: Hypothesis, speech: SpeechSpan | None = None, *, early: bool = True
+    ) -> Verdict | None:
+        """A verdict if this hypothesis settles a command not yet reported.
+
+        ``early=False``: a partial hypothesis settles nothing now (the caller does not trust
+        it: see Listener._judge); its text is still tracked, and the final decides."""
         if hypothesis.final:
             done = self._emitted
             self._reset()
@@ -170,7 +175,7 @@ class Judge:
         if verdict is None:
             return None
         threshold = self.thresholds.get(verdict.command, FALLBACK_THRESHOLD)
-        if threshold.partial_silence_ms is None:
+        if threshold.partial_silence_ms is None or not early:
             return None
         silent = speech is not None and speech.trailing_silence_ms >= threshold.partial_silence_ms
         stable = hypothesis.stream_ms - self._partial_since_ms >= threshold.partial_stable_ms

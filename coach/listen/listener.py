@@ -159,6 +159,7 @@ class Listener:
 
     def reference_moved(self) -> None:
         """The caller now hands the reference at a new delay: the canceller relearns."""
+        self.energies.relearning()
         relearn: Callable[[], None] | None = getattr(self._canceller, "relearn", None)
         if relearn is not None:
             relearn()
@@ -361,6 +362,27 @@ class Listener:
             if w.text in words
         )
 
+    def _partials_trusted(self, span: SpeechSpan | None) -> bool:
+        """Whether a partial result may settle a command now (Judge.consider's ``early``).
+
+        Not over the coach before the canceller has shown it removes the coach
+        (SelfWordGate.canceller_unproven), unless the microphone was louder than the
+        coach's echo alone could make it (EnergyHistory.louder_than_the_coach): the
+        residual is then the coach's voice, and a partial result, which carries no
+        confidence, turns it into words. The gate already rejects any other command there,
+        but PAIN skips the canceller rules (a missed "pain" is unsafe), and in a live e2e
+        run the Korean model's partial heard "아야" in the coach's English 4 s into the
+        session: a false PAIN. Such a PAIN waits for the final result, whose confidences
+        the judge weighs (in that recording's replay, it held no command). The cost is a
+        slower PAIN from a person no louder than the coach, in the first seconds of the
+        coach's voice (the intro, before any movement) and after the echo path changes.
+        """
+        if span is None:
+            return True
+        if not self.gate.canceller_unproven(self.energies, span.start_ms, span.end_ms):
+            return True
+        return self.energies.louder_than_the_coach(span.start_ms, span.end_ms)
+
     def _endpoint(self) -> list[Hypothesis] | None:
         """Close the utterance as soon as voice activity says a short one ended.
 
@@ -403,7 +425,7 @@ class Listener:
 
     def _judge(self, hypothesis: Hypothesis) -> list[CommandEvent]:
         span = self.voice.span()
-        verdict = self.judge.consider(hypothesis, span)
+        verdict = self.judge.consider(hypothesis, span, early=self._partials_trusted(span))
         if verdict is None:
             return []
         if span is not None and span.start_ms == self._urgent_span_start_ms:
