@@ -74,6 +74,8 @@ class Tap:
 
     def __init__(self, source: str, timeout_s: float = 10.0) -> None:
         self._blocks: list[npt.NDArray[np.int16]] = []
+        self._times: list[float] = []
+        """PortAudio stream time of each block's first sample (one clock for all taps)."""
         self._lock = threading.Lock()
         with pulse_target(source=source):
             self._input = Input(on_block=self._keep)
@@ -84,6 +86,7 @@ class Tap:
     def _keep(self, block: AudioBlock) -> None:
         with self._lock:
             self._blocks.append(block.pcm.copy())
+            self._times.append(block.time_s)
 
     def samples(self) -> int:
         """How many samples were recorded so far."""
@@ -97,6 +100,28 @@ class Tap:
         if not blocks:
             return np.zeros(0)
         return np.concatenate(blocks)[start:].astype(np.float64) / 32768.0
+
+    def time_of(self, sample: int) -> float:
+        """The stream time (s) at which recorded sample ``sample`` left the ADC."""
+        with self._lock:
+            blocks, times = list(self._blocks), list(self._times)
+        offset = 0
+        for block, time_s in zip(blocks, times, strict=True):
+            if sample < offset + len(block) or block is blocks[-1]:
+                return time_s + (sample - offset) / RATE
+            offset += len(block)
+        raise ValueError("nothing recorded yet")
+
+    def sample_at(self, time_s: float) -> int:
+        """The recorded sample nearest stream time ``time_s`` (its inverse of time_of)."""
+        with self._lock:
+            blocks, times = list(self._blocks), list(self._times)
+        offset = 0
+        for i, (block, start_s) in enumerate(zip(blocks, times, strict=True)):
+            if i + 1 == len(blocks) or time_s < times[i + 1]:
+                return offset + max(round((time_s - start_s) * RATE), 0)
+            offset += len(block)
+        raise ValueError("nothing recorded yet")
 
     def recent_rms(self, ms: int) -> FloatPcm:
         """10 ms levels of the last ``ms`` recorded."""

@@ -346,9 +346,12 @@ def test_pain_next_and_stop_by_voice_through_real_audio(
     start, end = voiced_span(pain_pcm)
     word_start = pain_mark + at + start
     word_end = pain_mark + at + end
+    # What the coach played in the 300 ms before the word (its output, lined up on the
+    # stream clock: the echo is at half volume, and its quiet syllables fall below SILENT).
+    said_at = out.sample_at(mic.time_of(word_start))
+    coach_before = rms_frames(played[max(said_at - 30 * 160, 0) : said_at])
+    assert np.mean(coach_before > SILENT) > 0.5, "the coach was not speaking when PAIN was said"
     frames = rms_frames(heard)
-    before = frames[(word_start // 160) - 30 : word_start // 160]
-    assert np.mean(before > SILENT) > 0.5, "the coach was not speaking when PAIN was said"
     first = word_end // 160
     # Silence long enough to be the pause before the safety message (SAFETY_PAUSE_FRAMES),
     # not a pause within the coach's sentence that happened to follow the word.
