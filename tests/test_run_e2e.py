@@ -245,16 +245,12 @@ def phrase_pcm(text: str) -> npt.NDArray[np.float64]:
 
 @pytest.mark.xfail(
     reason=(
-        "not yet reliable (issue 5). Session 7, idle machine, PAIN 1 s into the red-flags "
-        "sentence: vosk-ko passed 9 of 11 runs (PAIN -> silence 260-280 ms against 320). "
-        "Both failures were a false PAIN from the coach's own first words, before the echo "
-        "canceller had adapted (0.7 and 3 s into the session): one from the early "
-        "endpoint's second opinion (since then not asked over an unadapted canceller), one "
-        "from a partial result (replays of the recording before session 7's changes give it "
-        "too). With that rule, 3 of 5 (260-290 ms each time): a false PAUSE from the coach's "
-        "own question, and a PAIN said in a short pause of the sentence (the check that the "
-        "coach was speaking reads the faint echo). spotter-en passed 1 of 7 (320-480 ms, or "
-        "not heard): it fires 240-280 ms after the word"
+        "not yet reliable (issue 5). Session 8, idle machine, PAIN 1 s into the red-flags "
+        "sentence: vosk-ko passed 10 of 11 runs (PAIN -> silence 260-320 ms, median 280, "
+        "against 320), with no false command; the failure was a PAIN heard 360 ms after the "
+        "word (the early endpoint read it as another word and its next-best reading of "
+        "\"아야\" was too far behind, so it came from the partial result: 500 ms to "
+        "silence). spotter-en passed 0 of 3 (360-440 ms): it fires 240-280 ms after the word"
     ),
     strict=False,
 )
