@@ -101,27 +101,26 @@ class Tap:
             return np.zeros(0)
         return np.concatenate(blocks)[start:].astype(np.float64) / 32768.0
 
+    def _timeline(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Each recorded block's first sample and its stream time."""
+        with self._lock:
+            lengths = [len(block) for block in self._blocks]
+            times = list(self._times)
+        if not times:
+            raise ValueError("nothing recorded yet")
+        return np.cumsum([0, *lengths[:-1]]), np.array(times)
+
     def time_of(self, sample: int) -> float:
         """The stream time (s) at which recorded sample ``sample`` left the ADC."""
-        with self._lock:
-            blocks, times = list(self._blocks), list(self._times)
-        offset = 0
-        for block, time_s in zip(blocks, times, strict=True):
-            if sample < offset + len(block) or block is blocks[-1]:
-                return time_s + (sample - offset) / RATE
-            offset += len(block)
-        raise ValueError("nothing recorded yet")
+        starts, times = self._timeline()
+        i = max(int(np.searchsorted(starts, sample, side="right")) - 1, 0)
+        return float(times[i]) + (sample - int(starts[i])) / RATE
 
     def sample_at(self, time_s: float) -> int:
         """The recorded sample nearest stream time ``time_s`` (its inverse of time_of)."""
-        with self._lock:
-            blocks, times = list(self._blocks), list(self._times)
-        offset = 0
-        for i, (block, start_s) in enumerate(zip(blocks, times, strict=True)):
-            if i + 1 == len(blocks) or time_s < times[i + 1]:
-                return offset + max(round((time_s - start_s) * RATE), 0)
-            offset += len(block)
-        raise ValueError("nothing recorded yet")
+        starts, times = self._timeline()
+        i = max(int(np.searchsorted(times, time_s, side="right")) - 1, 0)
+        return int(starts[i]) + max(round((time_s - float(times[i])) * RATE), 0)
 
     def recent_rms(self, ms: int) -> FloatPcm:
         """10 ms levels of the last ``ms`` recorded."""

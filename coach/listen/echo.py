@@ -260,14 +260,16 @@ class EnergyHistory:
             self.reference.append(float(f))
             self._frames += 1
 
+    def _kept(self, start_ms: int, end_ms: int) -> range:
+        """The kept frames (indices into the deques) of a stream-time window."""
+        oldest = self._frames - len(self.mic)
+        lo = max(start_ms // FRAME_MS - oldest, 0)
+        hi = min(end_ms // FRAME_MS - oldest, len(self.mic))
+        return range(lo, max(hi, lo))
+
     def window(self, start_ms: int, end_ms: int) -> tuple[float, float, float]:
         """Summed (mic, residual, reference) energy over a stream-time window."""
-        oldest = self._frames - len(self.mic)
-        lo = max(start_ms // FRAME_MS, oldest) - oldest
-        hi = min(max(end_ms // FRAME_MS, 0), self._frames) - oldest
-        if hi <= lo:
-            return 0.0, 0.0, 0.0
-        idx = range(lo, hi)
+        idx = self._kept(start_ms, end_ms)
         return (
             sum(self.mic[i] for i in idx),
             sum(self.residual[i] for i in idx),
@@ -276,10 +278,7 @@ class EnergyHistory:
 
     def played_in(self, start_ms: int, end_ms: int) -> bool:
         """Whether the reference was playing in any frame of a stream-time window."""
-        oldest = self._frames - len(self.reference)
-        lo = max(start_ms // FRAME_MS - oldest, 0)
-        hi = min(end_ms // FRAME_MS - oldest, len(self.reference))
-        return any(self.reference[i] > PLAYING_ENERGY for i in range(lo, hi))
+        return any(self.reference[i] > PLAYING_ENERGY for i in self._kept(start_ms, end_ms))
 
     def louder_than_the_coach(
         self, start_ms: int, end_ms: int, *, reach_ms: int = 200, min_frames: int = 5
@@ -301,9 +300,8 @@ class EnergyHistory:
           6 dB had 5 frames or more, 3 of 25 at 0 dB. It is evidence when it is there, not
           a detector.
         """
-        oldest = self._frames - len(self.mic)
-        lo = max(start_ms // FRAME_MS - oldest, 0)
-        hi = min(end_ms // FRAME_MS - oldest, len(self.mic))
+        kept = self._kept(start_ms, end_ms)
+        lo, hi = kept.start, kept.stop
         before = max(lo - ERLE_SPAN_MS // FRAME_MS, 0)
         if hi <= lo or lo - before < ERLE_EVIDENCE_FRAMES:
             return False

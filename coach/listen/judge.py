@@ -19,6 +19,7 @@ final result or by the voice activity detector for a partial one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from coach.listen.commands import URGENT_COMMANDS, Command
@@ -155,12 +156,17 @@ class Judge:
     _emitted: bool = False
 
     def consider(
-        self, hypothesis: Hypothesis, speech: SpeechSpan | None = None, *, early: bool = True
+        self,
+        hypothesis: Hypothesis,
+        speech: SpeechSpan | None = None,
+        *,
+        trust_partial: Callable[[], bool] | None = None,
     ) -> Verdict | None:
         """A verdict if this hypothesis settles a command not yet reported.
 
-        ``early=False``: a partial hypothesis settles nothing now (the caller does not trust
-        it: see Listener._judge); its text is still tracked, and the final decides."""
+        ``trust_partial``, asked only when a partial hypothesis would settle a command:
+        False, and it settles nothing now (the caller does not trust it: see
+        Listener._partials_trusted); its text is still tracked, and the final decides."""
         if hypothesis.final:
             done = self._emitted
             self._reset()
@@ -175,13 +181,15 @@ class Judge:
         if verdict is None:
             return None
         threshold = self.thresholds.get(verdict.command, FALLBACK_THRESHOLD)
-        if threshold.partial_silence_ms is None or not early:
+        if threshold.partial_silence_ms is None:
             return None
         silent = speech is not None and speech.trailing_silence_ms >= threshold.partial_silence_ms
         stable = hypothesis.stream_ms - self._partial_since_ms >= threshold.partial_stable_ms
         if not (silent or stable):
             return None
         if speech is None or speech.end_ms - speech.start_ms > _longest_ms(threshold, verdict):
+            return None
+        if trust_partial is not None and not trust_partial():
             return None
         self._emitted = True
         if not hypothesis.timed:

@@ -363,7 +363,8 @@ class Listener:
         )
 
     def _partials_trusted(self, span: SpeechSpan | None) -> bool:
-        """Whether a partial result may settle a command now (Judge.consider's ``early``).
+        """Whether a partial result may settle a command now (Judge.consider's
+        ``trust_partial``).
 
         Not over the coach before the canceller has shown it removes the coach
         (SelfWordGate.canceller_unproven), unless the microphone was louder than the
@@ -425,7 +426,9 @@ class Listener:
 
     def _judge(self, hypothesis: Hypothesis) -> list[CommandEvent]:
         span = self.voice.span()
-        verdict = self.judge.consider(hypothesis, span, early=self._partials_trusted(span))
+        verdict = self.judge.consider(
+            hypothesis, span, trust_partial=lambda: self._partials_trusted(span)
+        )
         if verdict is None:
             return []
         if span is not None and span.start_ms == self._urgent_span_start_ms:
