@@ -47,8 +47,10 @@ from pulse_support import (  # noqa: E402
 from recording_support import (  # noqa: E402
     SILENT,
     Tap,
+    coach_was_speaking,
     find,
     rms_frames,
+    silence_after,
     speak_korean,
     voiced_span,
 )
@@ -173,6 +175,7 @@ def latency_trials(trials: int, folder: Path) -> None:
     microphone = Input(on_block=hearing.on_block, on_lost=hearing.on_lost)
     microphone.wait_first_block(10.0)
     heard = Tap(SOURCE_MIC)
+    out = Tap(SOURCE_OUT_MONITOR)
 
     latencies: list[float] = []
     recognised: list[float] = []
@@ -232,15 +235,18 @@ def latency_trials(trials: int, folder: Path) -> None:
             continue
         frames = rms_frames(recording)
         first = (at + word_end) // 160
-        silent_at = next(
-            (i for i in range(first, len(frames) - 30) if np.all(frames[i : i + 30] < SILENT)),
-            None,
-        )
-        before = frames[max(0, (at + word_start) // 160 - 30) : (at + word_start) // 160]
-        if silent_at is None or np.mean(before > SILENT) < 0.5:
+        silent_at = silence_after(frames, first)
+        if silent_at is None or not coach_was_speaking(out, heard, mark + at + word_start):
             print(f"trial {trial + 1}: the coach was not speaking when PAIN was said; skipped")
             continue
         latency = (silent_at - first) * 10.0
+        events = result["r"].events if "r" in result else []
+        pains = [e for e in events if e.command is Command.PAIN]
+        recogniser = float(pains[0].detected_ms - pains[0].word_end_ms) if pains else None
+        if recogniser is not None and latency < recogniser:
+            # The coach went quiet before the word was recognised: its sentence ended.
+            print(f"trial {trial + 1}: the sentence ended {latency:.0f} ms after the word; skipped")
+            continue
         if os.environ.get("COACH_BENCH_DEBUG"):
             window = frames[max(0, first - 150) : first + 150]
             marks = "".join(
@@ -248,14 +254,13 @@ def latency_trials(trials: int, folder: Path) -> None:
             )
             print(f"  word ends at |: {marks[:150]}|{marks[150:]}")
         latencies.append(latency)
-        events = result["r"].events if "r" in result else []
-        pains = [e for e in events if e.command is Command.PAIN]
-        if pains:
-            recognised.append(float(pains[0].detected_ms - pains[0].word_end_ms))
+        if recogniser is not None:
+            recognised.append(recogniser)
         print(f"trial {trial + 1}: word end -> silence {latency:.0f} ms")
         time.sleep(0.5)
 
     heard.close()
+    out.close()
     microphone.close()
     hearing.close()
     output.close()

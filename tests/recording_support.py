@@ -19,12 +19,17 @@ from pulse_support import pulse_target
 
 from coach.audio import INPUT_SAMPLE_RATE_HZ, AudioBlock, Input
 from coach.resample import resample
+from coach.session import SessionSettings
 
 RATE = INPUT_SAMPLE_RATE_HZ
 FRAME = RATE // 100
 """10 ms at 16 kHz."""
 SILENT = 0.002
 """RMS below this is silence (null sinks are digitally silent between sounds)."""
+
+SAFETY_PAUSE_FRAMES = SessionSettings().safety_pause_ms // 10 - 5
+"""10 ms frames of the silence before the safety message, less 50 ms of slack: a silence
+that long after PAIN is the coach stopping, not a pause within its sentence."""
 
 FloatPcm = npt.NDArray[np.float64]
 
@@ -129,3 +134,21 @@ class Tap:
     def close(self) -> None:
         """Stop recording."""
         self._input.close()
+
+
+def coach_was_speaking(out: Tap, mic: Tap, word_start: int, ms: int = 300) -> bool:
+    """Whether the coach's output sounded in most of the ``ms`` before sample ``word_start``
+    of the microphone's recording. Read on the output, lined up on the stream clock: the
+    echo in the microphone is quieter, and its quiet syllables fall below SILENT."""
+    said_at = out.sample_at(mic.time_of(word_start))
+    start = max(said_at - ms * FRAME // 10, 0)
+    before = rms_frames(out.pcm(start)[: said_at - start])
+    return len(before) > 0 and float(np.mean(before > SILENT)) > 0.5
+
+
+def silence_after(frames: FloatPcm, first: int, length: int = SAFETY_PAUSE_FRAMES) -> int | None:
+    """The first 10 ms frame from ``first`` that begins ``length`` frames below SILENT."""
+    return next(
+        (i for i in range(first, len(frames) - length) if np.all(frames[i : i + length] < SILENT)),
+        None,
+    )
