@@ -185,6 +185,35 @@ def test_no_second_opinion_when_the_early_final_weighed_the_command_word_itself(
     assert engine.reconsidered == 0 and engine.rewinds == 1
 
 
+class PerfectCanceller(LeakyCanceller):
+    """Removes the coach's echo entirely: an adapted canceller."""
+
+    removes = 1.0
+
+
+@pytest.mark.parametrize(("second", "heard"), [(0.39, True), (0.36, True), (0.25, False)])
+def test_over_the_coach_a_more_distant_second_reading_counts(
+    monkeypatch: pytest.MonkeyPatch, second: float, heard: bool
+) -> None:
+    # Live e2e runs (sessions 9 and 8): the person's "아야", said over the coach, was the
+    # second reading at 0.39 and 0.36 of the best, and PAIN came 340-500 ms after the word.
+    # Over the coach (canceller adapted) a reading 0.30 of the best counts; elsewhere 0.45.
+    monkeypatch.setitem(CANCELLERS, "perfect", PerfectCanceller)
+    coach = noise(3000, 1500.0, seed=3)
+    word = np.concatenate([silence(2000), noise(400, 3000.0, 2), silence(600)])
+    readings = [("하세요", 1.0, 200), ("아야", second, 200)]
+    over = CoinTossEngine(readings)
+    listener = Listener(over, canceller="perfect")  # type: ignore[arg-type]
+    mic = (word.astype(np.int32) + coach).clip(-32768, 32767).astype(np.int16)
+    events = feed(listener, mic, coach)
+    assert over.reconsidered == 1
+    assert [e.command for e in events] == ([Command.PAIN] if heard else [])
+    # The same word with the coach silent: the usual 0.45.
+    quiet = CoinTossEngine(readings)
+    events = feed(Listener(quiet, canceller="perfect"), word, np.zeros_like(word))  # type: ignore[arg-type]
+    assert quiet.reconsidered == 1 and events == []
+
+
 class NoCanceller(LeakyCanceller):
     """Removes nothing: the canceller of a session's first second, not yet adapted."""
 
