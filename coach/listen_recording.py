@@ -73,11 +73,15 @@ class ListenRecording:
             except OSError as err:
                 self.failure = f"recording stopped: {err}"
 
-    def heard(self, event: CommandEvent) -> None:
-        """A command the listener reported."""
+    def heard(self, event: CommandEvent, lag_ms: int | None = None) -> None:
+        """A command the listener reported; ``lag_ms``: how long after its microphone block
+        arrived (the listener's backlog and work: a busy CPU shows here)."""
         if self.failure is None:
             try:
-                self._note({"ms": self.recorded_ms, "heard": event.to_json()})
+                note: dict[str, Any] = {"ms": self.recorded_ms, "heard": event.to_json()}
+                if lag_ms is not None:
+                    note["lag_ms"] = lag_ms
+                self._note(note)
             except OSError as err:
                 self.failure = f"recording stopped: {err}"
 

@@ -368,7 +368,8 @@ class Hearing:
                 for event in listener.feed(block.pcm, reference, text):
                     self.commands.put(event)
                     if self.recording is not None:
-                        self.recording.heard(event)
+                        lag_ms = round((time.monotonic() - arrived_s) * 1000)
+                        self.recording.heard(event, lag_ms)
             except Exception as err:  # a recognizer crash must not take the session down
                 _log.exception("listener failed")
                 self.failed = f"the speech recogniser stopped: {err}"

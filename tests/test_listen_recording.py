@@ -73,6 +73,7 @@ def test_the_hearing_records_each_block_with_its_reference_and_the_commands(
     heard = [note for note in notes if "heard" in note]
     assert [note["heard"]["command"] for note in heard] == ["PAIN"]
     assert heard[0]["ms"] == 6 * 20  # after the sixth block
+    assert 0 <= heard[0]["lag_ms"] < 5000  # how long after its block arrived
 
 
 def test_a_folder_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:

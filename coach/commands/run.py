@@ -407,8 +407,11 @@ def _run_live_session(
         if voice is not None and voice.recording is not None:
             where = voice.recording.folder
             failure = voice.recording.failure
+            lag = f"; it fell up to {voice.hearing.lag_ms} ms behind" if voice.hearing else ""
             print(
-                f"coach: the listener's audio is in {where}" + (f" ({failure})" if failure else ""),
+                f"coach: the listener's audio is in {where}"
+                + (f" ({failure})" if failure else "")
+                + lag,
                 file=sys.stderr,
             )
         if result.first_sound_ms is not None:
