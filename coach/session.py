@@ -176,6 +176,10 @@ class SessionSettings:
     """How long to wait for 'left or right'; then the wording stays generic."""
     pause_timeout_ms: int = 120_000
     """Silence while paused after which the session ends with a summary."""
+    same_stop_ms: int = 1500
+    """A STOP this soon after the one that paused is the same request (a person saying
+    "stop, stop!", or one word the listener heard twice): the session stays paused. A
+    later STOP, once "Paused. Say resume to carry on, or stop to end." has begun, ends it."""
     pace_step: float = 0.2
     """SLOWER / FASTER change the pace by this much."""
     min_pace: float = 0.6
@@ -461,6 +465,8 @@ class Session:
         self._shorter_text = ""
         self._resume_at: int | None = None
         """Timeline index to carry on from after a pause, a question or pain."""
+        self._paused_ms: int | None = None
+        """When the session last paused (see SessionSettings.same_stop_ms)."""
         self._leg_pending = False
         self._end_after_safety: Outcome | None = None
         self._end_note = ""
@@ -643,6 +649,8 @@ class Session:
     def _command_paused(self, command: Command, now_ms: int) -> None:
         if command in (Command.RESUME, Command.REPEAT, Command.YES):
             self._resume(now_ms, self.messages.resumed)
+        elif command is Command.STOP and self._same_stop(now_ms):
+            return  # the STOP that paused, said (or heard) twice: stay paused
         elif command in (Command.STOP, Command.END):
             self._end_with_summary(now_ms, Outcome.STOPPED)
         elif command in (Command.NEXT, Command.SKIP):
@@ -756,7 +764,11 @@ class Session:
         self.speaker.interrupt()
         spoken = self._say(self.messages.paused)
         self._deadline_ms = now_ms + spoken + self.settings.pause_timeout_ms
+        self._paused_ms = now_ms
         self._go(State.PAUSED, now_ms)
+
+    def _same_stop(self, now_ms: int) -> bool:
+        return self._paused_ms is not None and now_ms - self._paused_ms < self.settings.same_stop_ms
 
     def _resume(self, now_ms: int, confirmation: str | None) -> None:
         """Carry on from the resume point, after ``confirmation``."""

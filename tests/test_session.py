@@ -342,6 +342,20 @@ def test_stop_twice_ends_with_a_spoken_summary() -> None:
     assert rig.record.outcome is Outcome.STOPPED
 
 
+def test_stop_said_twice_at_once_only_pauses() -> None:
+    # "Stop, stop!" (or one word the listener heard twice): the same request, not "end".
+    at = during_hold(rep=2, exercise=1)
+    rig = make_rig()
+    rig.drive([(at, Command.STOP), (at + 900, Command.STOP)], until_ms=at + 5_000)
+    assert rig.session.state is State.PAUSED
+    assert [c for c, *_ in rig.record.commands] == [Command.STOP, Command.STOP]
+    assert not any(text.startswith("We'll stop here.") for text in rig.said())
+    # Once the coach has said it is paused, STOP ends the session.
+    rig.drive([(at + 1_600, Command.STOP)])
+    assert rig.session.outcome is Outcome.STOPPED
+    assert rig.said()[-1].startswith("We'll stop here.")
+
+
 def test_two_minutes_paused_ends_the_session() -> None:
     at = during_hold()
     rig = make_rig().drive([(at, Command.PAUSE)])
