@@ -1,4 +1,4 @@
-"""The Speex echo canceller's replay while young: faster adaptation to a reverberant room."""
+"""The echo canceller, the residual echo suppressor, the energy history and the self-word gate."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from listen_support import COACH_VOICE, concat, silence, speak
 
-from coach.listen.echo import EchoCanceller, EnergyHistory, ResidualEchoSuppressor
+from coach.listen.echo import EchoCanceller, EnergyHistory, ResidualEchoSuppressor, SelfWordGate
 
 pytestmark = [pytest.mark.speech]
 
@@ -177,3 +177,25 @@ def test_a_person_louder_than_the_coachs_echo_is_evident_without_a_canceller(
     mic[200:250] = [max(m, voice) for m in mic[200:250]]
     history = _history([(m, m, r) for m, r in zip(mic, reference, strict=True)])
     assert history.louder_than_the_coach(2000, 2500) is evident
+
+
+# -- the self-word gate over the coach's voice -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("residual", "passes"),
+    [(9_500.0, True), (12_000.0, False), (2_000.0, False)],
+    ids=["a person", "a diverged canceller", "the coach's leftover"],
+)
+def test_a_command_over_the_coach_needs_a_residual_a_person_could_leave(
+    residual: float, passes: bool
+) -> None:
+    # 3 s of the coach removed 20 dB (a proven canceller), then a word over the coach.
+    coach = [(10_000.0, 1_000.0, 10_000.0)] * 300
+    word = [(10_000.0, residual, 10_000.0)] * 50
+    history = _history(coach + word)
+    gate = SelfWordGate()
+    assert not gate.canceller_unproven(history, 3000, 3500)
+    assert gate.passes(("살살",), 1.0, 3000, 3500, history) is passes
+    # PAIN is never held back by the canceller's quality.
+    assert gate.passes(("아야",), 1.0, 3000, 3500, history, safety_first=True)

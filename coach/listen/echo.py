@@ -367,7 +367,13 @@ class GateRule:
     min_erle_db: float = 6.0
     min_confidence: float = 0.8
     min_playing_residual_ratio: float = 0.2
-    """Any command heard over the coach: residual / microphone energy over the phrase."""
+    """Any command heard over the coach: residual / microphone energy over the phrase ..."""
+    max_playing_residual_ratio: float = 1.0
+    """... and no more than this. A residual louder than the microphone is the canceller's
+    own error, not a person: it has diverged (in a live e2e run, after two speaker
+    underflows 5.3 s into the session, the coach's "Two short exercises" came through at
+    1.2x the microphone's energy as a false GENTLER, "살살"; the users' commands in that
+    test's recordings came through at 0.98-0.99)."""
 
 
 def _contains(sentence: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
@@ -425,7 +431,10 @@ class SelfWordGate:
 
     def _double_talk(self, energies: EnergyHistory, start_ms: int, end_ms: int) -> bool:
         mic, residual, _ = energies.window(start_ms, end_ms)
-        return mic > 0.0 and residual / mic >= self.rule.min_playing_residual_ratio
+        rule = self.rule
+        return mic > 0.0 and (
+            rule.min_playing_residual_ratio <= residual / mic <= rule.max_playing_residual_ratio
+        )
 
     def passes(
         self,
