@@ -152,3 +152,30 @@ def silence_after(frames: FloatPcm, first: int, length: int = SAFETY_PAUSE_FRAME
         (i for i in range(first, len(frames) - length) if np.all(frames[i : i + length] < SILENT)),
         None,
     )
+
+
+def speaker_quiet_after(out: Tap, mic: Tap, word_end: int) -> int | None:
+    """Milliseconds from sample ``word_end`` of the microphone's recording (the end of the
+    user's word) to the coach's output going quiet for the safety pause, read on the output
+    itself (its null sink's monitor: what a speaker would play), lined up on the stream
+    clock. None if it did not go quiet. Unlike the silence in the microphone's recording,
+    this does not include the test's echo path (the loopback), which no room has."""
+    quiet = silence_after(rms_frames(out.pcm(out.sample_at(mic.time_of(word_end)))), 0)
+    return None if quiet is None else quiet * 10
+
+
+def echo_lag_ms(out: Tap, mic: Tap, before: int, ms: int = 1500) -> tuple[float, float]:
+    """How long after the output the coach's own voice reached the microphone, measured on
+    the two recordings lined up on the stream clock, over the ``ms`` before microphone sample
+    ``before`` (the coach alone, before the user spoke): (lag in ms, match score 0..1).
+
+    About the loopback's latency when the two taps' clocks agree, so it checks the lining
+    up that :func:`speaker_quiet_after` and :func:`coach_was_speaking` rely on."""
+    # Lags up to 200 ms either way; the searched stretch ends at ``before``, so the user's
+    # loud word never enters the match.
+    slack = 200 * RATE // 1000
+    start = max(before - ms * RATE // 1000, 0)
+    needle = out.pcm(out.sample_at(mic.time_of(start)))[: max(before - slack - start, 0)]
+    lo = max(start - slack, 0)
+    at, score = find(needle, mic.pcm(lo)[: before - lo])
+    return (lo + at - start) * 1000 / RATE, score
