@@ -10,7 +10,9 @@ resulting commands come back to the loop, which drives the session on a monotoni
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -41,6 +43,25 @@ from coach.status import StatusLine
 from coach.timeline import Earcon
 
 _log = logging.getLogger(__name__)
+
+LISTENER_NICE = -10
+"""The listening thread's niceness where the system allows it (root, or CAP_SYS_NICE, e.g.
+a systemd unit's ``AmbientCapabilities=CAP_SYS_NICE``): on a busy CPU, ahead of ordinary
+work, as PulseAudio runs itself (-11). The live e2e test with one core kept busy, 3 runs
+each (session 10): the listener's wait at the 12 commands, median 28 -> 22 ms, worst 143 ->
+51 ms; PAIN -> silence at the speaker 510, 360, 270 -> 280, 250, 270 ms."""
+
+
+def favour_this_thread(nice: int = LISTENER_NICE) -> bool:
+    """Ask Linux to schedule the calling thread ahead of ordinary work; False where not
+    allowed (or not Linux, where a thread id is not a process id): it runs as before."""
+    if sys.platform != "linux":
+        return False
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (OSError, AttributeError):
+        return False
+    return True
 
 LOOP_MS = 20
 """The loop wakes at least this often (to watch the speaker and the devices)."""
@@ -338,6 +359,8 @@ class Hearing:
             self.recording.close()
 
     def _work(self) -> None:
+        if not favour_this_thread():
+            _log.debug("the listening thread runs at normal priority (not allowed to raise it)")
         self._attached.wait()
         while not self._stop.is_set():
             try:

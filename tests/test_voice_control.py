@@ -3,15 +3,18 @@ hears meanwhile is worked through once it is (fakes at the device boundary only)
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from typing import Any
 
 import numpy as np
+import pytest
 
 from coach.audio import AudioBlock
 from coach.listen.commands import Command, CommandEvent
-from coach.live import EchoReference, Hearing, PlayedSentences, VoiceControl
+from coach.live import EchoReference, Hearing, PlayedSentences, VoiceControl, favour_this_thread
 
 RATE = 16_000
 
@@ -148,3 +151,20 @@ def test_a_measured_delay_is_not_undone_by_the_time_based_alignment() -> None:
     assert reference.resyncs == 0
     expected = ramp[12 * 320 - RATE // 10]
     assert abs(taken[0] / 32767 - expected) < 0.01
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread niceness is Linux's")
+def test_favouring_a_thread_changes_that_thread_alone() -> None:
+    # +5 (lower priority) is allowed to anyone; the listener asks for -10 the same way.
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: dict[str, Any] = {}
+
+    def work() -> None:
+        seen["favoured"] = favour_this_thread(own + 5)
+        seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert seen == {"favoured": True, "nice": own + 5}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
