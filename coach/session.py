@@ -177,9 +177,9 @@ class SessionSettings:
     pause_timeout_ms: int = 120_000
     """Silence while paused after which the session ends with a summary."""
     same_stop_ms: int = 1500
-    """A STOP this soon after the one that paused is the same request (a person saying
-    "stop, stop!", or one word the listener heard twice): the session stays paused. A
-    later STOP, once "Paused. Say resume to carry on, or stop to end." has begun, ends it."""
+    """A STOP this soon after the pause began is the same request (a person saying "stop,
+    stop!", or one word the listener heard twice): the session stays paused. A later STOP
+    (the answer to "Paused. Say resume to carry on, or stop to end.") ends it."""
     pace_step: float = 0.2
     """SLOWER / FASTER change the pace by this much."""
     min_pace: float = 0.6

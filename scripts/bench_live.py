@@ -181,10 +181,10 @@ def latency_trials(trials: int, folder: Path) -> None:
     heard = Tap(SOURCE_MIC)
     out = Tap(SOURCE_OUT_MONITOR)
 
+    # PAIN's word end -> quiet at the speaker (the output's monitor), per measured trial;
+    # -> quiet in the microphone's recording (adds the test rig's echo path).
     latencies: list[float] = []
-    """PAIN's word end -> the speaker (the output's monitor) quiet, per measured trial."""
     heard_latencies: list[float] = []
-    """... -> the microphone's recording quiet (adds the test rig's echo path)."""
     echo_lags: list[float] = []
     recognised: list[float] = []
     misses = 0

@@ -4,7 +4,8 @@ The coach plays into ``coach_out``; the test's "user" speaks Korean commands (es
 ``-v ko``; the only Vosk weights available offline are the small Korean model) into
 ``coach_mic``, whose monitor is the coach's microphone, and a loopback leaks the coach's
 own output into ``coach_mic`` as echo. Everything is asserted from recorded audio and the
-journal, never from the coach's internal state.
+journal, never from the coach's internal state (the listener's notes only time the user's
+words and reject a run whose PAIN measured nothing).
 """
 
 from __future__ import annotations

@@ -350,7 +350,7 @@ def test_stop_said_twice_at_once_only_pauses() -> None:
     assert rig.session.state is State.PAUSED
     assert [c for c, *_ in rig.record.commands] == [Command.STOP, Command.STOP]
     assert not any(text.startswith("We'll stop here.") for text in rig.said())
-    # Once the coach has said it is paused, STOP ends the session.
+    # A later STOP (the answer to "Paused. Say resume to carry on, or stop to end.") ends it.
     rig.drive([(at + 1_600, Command.STOP)])
     assert rig.session.outcome is Outcome.STOPPED
     assert rig.said()[-1].startswith("We'll stop here.")
