@@ -59,7 +59,7 @@ def favour_this_thread(nice: int = LISTENER_NICE) -> bool:
         return False
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-    except (OSError, AttributeError):
+    except OSError:  # not allowed
         return False
     return True
 

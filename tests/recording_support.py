@@ -136,11 +136,17 @@ class Tap:
         self._input.close()
 
 
+def output_sample(out: Tap, mic: Tap, sample: int) -> int:
+    """The sample of the output's recording played when the microphone's recording reached
+    ``sample``: the two lined up on the stream clock."""
+    return out.sample_at(mic.time_of(sample))
+
+
 def coach_was_speaking(out: Tap, mic: Tap, word_start: int, ms: int = 300) -> bool:
     """Whether the coach's output sounded in most of the ``ms`` before sample ``word_start``
     of the microphone's recording. Read on the output, lined up on the stream clock: the
     echo in the microphone is quieter, and its quiet syllables fall below SILENT."""
-    said_at = out.sample_at(mic.time_of(word_start))
+    said_at = output_sample(out, mic, word_start)
     start = max(said_at - ms * FRAME // 10, 0)
     before = rms_frames(out.pcm(start)[: said_at - start])
     return len(before) > 0 and float(np.mean(before > SILENT)) > 0.5
@@ -160,7 +166,7 @@ def speaker_quiet_after(out: Tap, mic: Tap, word_end: int) -> int | None:
     itself (its null sink's monitor: what a speaker would play), lined up on the stream
     clock. None if it did not go quiet. Unlike the silence in the microphone's recording,
     this does not include the test's echo path (the loopback), which no room has."""
-    quiet = silence_after(rms_frames(out.pcm(out.sample_at(mic.time_of(word_end)))), 0)
+    quiet = silence_after(rms_frames(out.pcm(output_sample(out, mic, word_end))), 0)
     return None if quiet is None else quiet * 10
 
 
@@ -175,7 +181,7 @@ def echo_lag_ms(out: Tap, mic: Tap, before: int, ms: int = 1500) -> tuple[float,
     # loud word never enters the match.
     slack = 200 * RATE // 1000
     start = max(before - ms * RATE // 1000, 0)
-    needle = out.pcm(out.sample_at(mic.time_of(start)))[: max(before - slack - start, 0)]
+    needle = out.pcm(output_sample(out, mic, start))[: max(before - slack - start, 0)]
     lo = max(start - slack, 0)
     at, score = find(needle, mic.pcm(lo)[: before - lo])
     return (lo + at - start) * 1000 / RATE, score

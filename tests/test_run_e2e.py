@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -219,20 +220,25 @@ def speaking_for(tap: Tap, ms: int) -> bool:
     return len(frames) >= ms // 10 and float(np.mean(frames > SILENT)) > 0.85
 
 
-def playing_notes(notes: Path) -> list[tuple[int, str | None]]:
-    """Each sentence the listener was told the coach played, in order, with when it began
-    in the listener's recording (``--record-audio``; it starts when the microphone opens)."""
+def listener_notes(notes: Path) -> list[dict[str, Any]]:
+    """The notes the listener wrote so far (``--record-audio``), complete lines only."""
     if not notes.is_file():
         return []
     lines = notes.read_text(encoding="utf-8").split("\n")[:-1]  # not a line being written
-    return [(n["ms"], n["playing"]) for n in map(json.loads, lines) if "playing" in n]
+    return [json.loads(line) for line in lines]
+
+
+def playing_notes(notes: Path) -> list[tuple[int, str | None]]:
+    """Each sentence the listener was told the coach played, in order, with when it began
+    in the listener's recording (it starts when the microphone opens)."""
+    return [(n["ms"], n["playing"]) for n in listener_notes(notes) if "playing" in n]
 
 
 def heard_note(notes: Path, command: str) -> int:
     """How long after the word's end (in the listener's clock) the listener reported the
     first ``command``, by its notes."""
-    for line in notes.read_text(encoding="utf-8").splitlines():
-        heard = json.loads(line).get("heard")
+    for note in listener_notes(notes):
+        heard = note.get("heard")
         if heard is not None and heard["command"] == command:
             return int(heard["detected_ms"]) - int(heard["word_end_ms"])
     raise AssertionError(f"no {command} in the listener's notes")
