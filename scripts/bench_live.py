@@ -22,6 +22,7 @@ ones where PAIN fell between two sentences are tried again, up to twice as many)
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -72,6 +73,20 @@ MONOLOGUE = (
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def heard_lag_ms(folder: Path) -> int | None:
+    """How long the last command heard waited behind the microphone (the listener's
+    notes in ``folder``): the listener's backlog at that command."""
+    from coach.listen_recording import NOTES_NAME
+
+    lag = None
+    with (folder / NOTES_NAME).open(encoding="utf-8") as notes:
+        for line in notes:
+            fields = json.loads(line)
+            if "heard" in fields:
+                lag = fields.get("lag_ms")
+    return lag
 
 
 def bench_routine() -> Any:
@@ -272,9 +287,14 @@ def latency_trials(trials: int, folder: Path) -> None:
         echo_lags.append(lag_ms)
         if recogniser is not None:
             recognised.append(recogniser)
+        split = (
+            f" (recogniser {recogniser:.0f} ms, listener {heard_lag_ms(kept)} ms behind)"
+            if recogniser is not None
+            else ""
+        )
         print(
             f"trial {trial + 1}: word end -> silence {latency:.0f} ms at the speaker, "
-            f"{heard_latency:.0f} ms in the microphone's recording"
+            f"{heard_latency:.0f} ms in the microphone's recording{split}"
         )
         time.sleep(0.5)
 
@@ -420,7 +440,7 @@ def main() -> int:
             with favour_audio_callbacks():  # as `coach run` does
                 latency_trials(args.trials, Path(tmp))
             print()
-        for engine in args.engines.split(","):
+        for engine in filter(None, args.engines.split(",")):
             first_word_and_resources(Path(tmp), engine)
             print()
     return 0
