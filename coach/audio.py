@@ -345,6 +345,10 @@ class AudioBlock:
     """PortAudio stream time of the first sample: when it reaches the DAC (speaker) or left
     the ADC (microphone). Same clock as ``Output.time_s()``."""
     level_dbfs: float
+    after_gap: bool = False
+    """Speaker blocks only: the stream fell behind just before this block (an underflow), so
+    the speaker went silent for a moment and plays on later than its block times say: the
+    coach's echo may sit at a new delay from here on."""
 
     @property
     def duration_ms(self) -> float:
@@ -531,8 +535,9 @@ class PlaybackQueue:
         with self._lock:
             return len(self._clips) + (self._current is not None)
 
-    def render(self, frames: int, dac_time_s: float) -> FloatArray:
-        """The next ``frames`` samples (audio thread). Also feeds ``reference`` and events."""
+    def render(self, frames: int, dac_time_s: float, *, after_gap: bool = False) -> FloatArray:
+        """The next ``frames`` samples (audio thread). Also feeds ``reference`` and events;
+        ``after_gap``: the stream fell behind before these (see ``AudioBlock.after_gap``)."""
         out = np.zeros(frames, dtype=np.float32)
         rate = self.sample_rate_hz
         events: list[PlaybackEvent] = []
@@ -577,7 +582,9 @@ class PlaybackQueue:
             if self._current is None and not self._clips:
                 self._idle.set()
         if self._reference is not None:
-            self._reference(AudioBlock(out.copy(), rate, dac_time_s, level_dbfs(out)))
+            self._reference(
+                AudioBlock(out.copy(), rate, dac_time_s, level_dbfs(out), after_gap=after_gap)
+            )
         for event in events:
             self._emit(event)
         return out
@@ -815,11 +822,14 @@ class Output(_DeviceStream):
         self._last_callback = now = time.monotonic()
         if self._first_callback is None:
             self._first_callback = now
-        if status is not None and getattr(status, "output_underflow", False):
+        underflow = status is not None and bool(getattr(status, "output_underflow", False))
+        if underflow:
             self.underflows += 1
             if len(self.underflow_times_s) < UNDERFLOW_TIMES_KEPT:
                 self.underflow_times_s.append(now - self._first_callback)
-        block = self._queue.render(frames, float(time_info.outputBufferDacTime))
+        block = self._queue.render(
+            frames, float(time_info.outputBufferDacTime), after_gap=underflow
+        )
         outdata[:] = block[:, None]
 
     def _lost(self, error: DeviceLost) -> None:

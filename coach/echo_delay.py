@@ -14,6 +14,14 @@ wrong for seconds). So the first trusted delay is kept when it is usable, and wh
 two measurements in a row agree that the echo has moved away from it, the reference is
 moved back to restore it; only an unusable delay (too short, or too near the end of
 the filter) is replaced by ``preferred_ms``.
+
+Two agreeing one-second measurements take about 1.5-2 s after the echo moved, and until
+then the canceller's filter is wrong. When the speaker is known to have fallen behind (an
+underflow: ``add(..., after_gap=True)``), the delay is measured again as soon as
+``quick_window_ms`` of the microphone lie after the gap, and one clear measurement is
+enough. In a live e2e run an underflow moved the echo by 18 ms, and the reference was
+moved back 1.5-1.8 s later; meanwhile the coach's own words came through as a false
+command.
 """
 
 from __future__ import annotations
@@ -70,6 +78,8 @@ class EchoDelayTracker:
         tolerance_ms: int = 4,
         agree_ms: int = 1,
         min_prominence: float = 8.0,
+        quick_window_ms: int = 400,
+        quick_for_ms: int = 2000,
     ) -> None:
         ms = SAMPLE_RATE_HZ // 1000
         self._preferred = preferred_ms * ms
@@ -83,6 +93,11 @@ class EchoDelayTracker:
         self._tolerance = tolerance_ms * ms
         self._agree = agree_ms * ms
         self._min_prominence = min_prominence
+        self._quick_window = quick_window_ms * ms
+        self._quick_for = quick_for_ms * ms
+        self._since_gap: int | None = None
+        """Microphone samples since the speaker's last gap, while a quick measurement is
+        due (None: none is)."""
         self._mic = np.zeros(0, np.float64)
         self._ref = np.zeros(0, np.float64)
         self._since = 0
@@ -91,25 +106,32 @@ class EchoDelayTracker:
         """The latest trusted measurement: samples the echo lags the reference."""
         self.corrections = 0
 
-    def add(self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16]) -> int:
-        """Account for one block pair; the correction to apply now (0: none)."""
+    def add(
+        self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16], after_gap: bool = False
+    ) -> int:
+        """Account for one block pair; the correction to apply now (0: none).
+
+        ``after_gap``: the reference handed out with this block reached a point where the
+        speaker fell behind (``coach.live.EchoReference.crossed_gap``).
+        """
         keep = self._window + self._max_lag
         self._mic = np.concatenate([self._mic, mic.astype(np.float64) / 32768.0])[-keep:]
         self._ref = np.concatenate([self._ref, ref.astype(np.float64) / 32768.0])[-keep:]
         self._since += len(mic)
+        if after_gap and self.target is not None:
+            self._since_gap = 0
+            self._last = None  # a measurement spanning the gap is no witness
+        if self._since_gap is not None:
+            self._since_gap += len(mic)
+            return self._quick()
         if self._since < self._every or len(self._mic) < keep:
             return 0
         self._since = 0
-        recent = self._ref[-self._window :]
-        if float(np.sqrt(np.mean(recent * recent))) < PLAYING_RMS:
+        measured = self._measure(self._window)
+        if measured is None:
             self._last = None
             return 0
-        mic_window = np.zeros(keep)
-        mic_window[-self._window :] = self._mic[-self._window :]
-        lag, prominence = gcc_phat_lag(mic_window, self._ref, self._max_lag, self._min_lag)
-        if prominence < self._min_prominence:
-            self._last = None
-            return 0
+        lag = measured
         agreed = self._last is not None and abs(lag - self._last) <= self._agree
         self._last = lag
         if not agreed:
@@ -118,6 +140,43 @@ class EchoDelayTracker:
         if self.target is None:
             usable = self._usable[0] <= lag <= self._usable[1]
             self.target = lag if usable else self._preferred
+        return self._correct(lag)
+
+    def _measure(self, window: int) -> int | None:
+        """The lag over the last ``window`` microphone samples, if the coach was talking
+        and the echo stands out; else None."""
+        if len(self._mic) < window + self._max_lag:
+            return None
+        recent = self._ref[-window:]
+        if float(np.sqrt(np.mean(recent * recent))) < PLAYING_RMS:
+            return None
+        mic_window = np.zeros(window + self._max_lag)
+        mic_window[-window:] = self._mic[-window:]
+        ref = self._ref[-(window + self._max_lag) :]
+        lag, prominence = gcc_phat_lag(mic_window, ref, self._max_lag, self._min_lag)
+        return lag if prominence >= self._min_prominence else None
+
+    def _quick(self) -> int:
+        """After a gap: one clear measurement over the microphone since the gap's echo
+        arrived corrects; until one is clear (the coach may be quiet), or for at most
+        ``quick_for_ms``, the usual measurements wait."""
+        assert self._since_gap is not None and self.target is not None
+        if self._since_gap < self.target + self._quick_window:
+            return 0
+        if self._since_gap > self.target + self._quick_window + self._quick_for:
+            self._since_gap = None
+            return 0
+        lag = self._measure(self._quick_window)
+        if lag is None:
+            return 0
+        self._since_gap = None
+        self._since = 0
+        self.lag = lag
+        return self._correct(lag)
+
+    def _correct(self, lag: int) -> int:
+        """The correction that brings a measured ``lag`` back to the target (0: none)."""
+        assert self.target is not None
         if abs(lag - self.target) <= self._tolerance:
             return 0
         # The history no longer matches the reference once it moves: measure afresh.

@@ -172,6 +172,10 @@ class EchoReference:
         """Holes in the played stream (the speaker fell behind), filled with silence."""
         self._stall = INPUT_SAMPLE_RATE_HZ // 50
         """A hole longer than this (one 20 ms block) between output blocks is real."""
+        self._gaps: deque[int] = deque()
+        """Absolute indices where the speaker played on after an underflow (not yet handed
+        out): the echo may sit at a new delay from there (``AudioBlock.after_gap``)."""
+        self._gap_handed = False
         self._lead_s = lead_ms / 1000
         """The reference is handed over this much ahead of the time the microphone claims:
         the canceller's filter covers echoes that come after the reference, never before,
@@ -195,6 +199,8 @@ class EchoReference:
                 if gap > self._stall:
                     self.gaps += 1
                     self._write(np.zeros(min(gap, self._keep), np.float32))
+            if block.after_gap:
+                self._gaps.append(self._end)
             self._write(pcm)
             self._starved = False
             self._added.notify_all()
@@ -241,7 +247,20 @@ class EchoReference:
                 kept = (wanted >= max(self._end - self._keep, 0)) & (wanted < self._end)
                 out[kept] = self._ring[wanted[kept] % self._keep]
                 self._cursor += n_samples
+                while self._gaps and self._gaps[0] < self._cursor:
+                    self._gaps.popleft()
+                    self._gap_handed = True
         return np.clip(np.round(out * 32767.0), -32768, 32767).astype(np.int16)
+
+    def crossed_gap(self) -> bool:
+        """Whether what ``take`` handed out since the last call reached a point where the
+        speaker fell behind (an underflow). A gap under one block need not show in the
+        block times, so the reference may read on while the echo comes that much later
+        (18 ms in a live e2e run), and the canceller's filter no longer fits: the echo
+        delay is then measured again at once (``EchoDelayTracker.add``'s ``after_gap``)."""
+        with self._lock:
+            crossed, self._gap_handed = self._gap_handed, False
+            return crossed
 
 
 @dataclass
@@ -376,7 +395,10 @@ class Hearing:
             try:
                 n = len(block.pcm)
                 reference = self.reference.take(block.time_s, n, REFERENCE_WAIT_S)
-                correction = self.delay.add(block.pcm, reference)
+                gap = self.reference.crossed_gap()
+                if gap:
+                    _log.info("the speaker fell behind: measuring the echo delay again")
+                correction = self.delay.add(block.pcm, reference, after_gap=gap)
                 if correction:
                     self.reference.shift(correction)
                     listener.reference_moved()

@@ -77,6 +77,9 @@ RENDER_AHEAD_S = 0.2
 """How far the speaker has rendered ahead of the microphone block being heard."""
 GAP_MS = 300
 """Silence added after each sentence clip (which already ends in the voice's pause)."""
+UNDERFLOW_GAP_MS = 10
+"""How long the speaker goes silent when it underflows (scripts/bench_underflow.py): live
+underflows and stalls moved the echo by 5-18 ms."""
 WARM_UP_MS = 5000
 """Coach speech before the first measured sentence (the canceller learns the room)."""
 TAIL_MS = 2500
@@ -319,9 +322,16 @@ def plan(sentences: Sequence[Sentence]) -> Layout:
 
 
 def render_speaker(
-    corpus: Corpus, layout: Layout, play_coach: bool
+    corpus: Corpus, layout: Layout, play_coach: bool, underflows_ms: Sequence[int] = ()
 ) -> tuple[Audio, list[Any], list[Any]]:
-    """The speaker's output through coach.audio.PlaybackQueue: samples, blocks, events."""
+    """The speaker's output through coach.audio.PlaybackQueue: what it played (samples),
+    the reference blocks and the events.
+
+    At each of ``underflows_ms`` the speaker falls behind: it plays ``UNDERFLOW_GAP_MS`` of
+    silence and then everything that late, while the block times go on as before (a gap
+    under one block need not show in them) and the next block says ``after_gap``, as
+    coach.audio.Output's callback does after an underflow.
+    """
     from coach.audio import PlaybackQueue
 
     blocks: list[Any] = []
@@ -330,6 +340,8 @@ def render_speaker(
     plays = [*layout.warm_up, *((t, i) for i, t in enumerate(layout.starts_ms))]
     plays = sorted(plays) if play_coach else []
     frames = OUTPUT_RATE_HZ * OUTPUT_BLOCK_MS // 1000
+    gaps = sorted(underflows_ms)
+    played: list[Audio] = []
     k = 0
     for b in range(layout.total_ms // OUTPUT_BLOCK_MS):
         now_ms = b * OUTPUT_BLOCK_MS
@@ -337,8 +349,12 @@ def render_speaker(
             s = corpus.sentences[plays[k][1]]
             queue.play(s.pcm, OUTPUT_RATE_HZ, tag=s.text)
             k += 1
-        queue.render(frames, now_ms / 1000)
-    out = np.concatenate([np.asarray(blk.pcm, np.float32) for blk in blocks])
+        after_gap = bool(gaps) and gaps[0] <= now_ms
+        if after_gap:
+            gaps.pop(0)
+            played.append(np.zeros(OUTPUT_RATE_HZ * UNDERFLOW_GAP_MS // 1000, np.float32))
+        played.append(queue.render(frames, now_ms / 1000, after_gap=after_gap))
+    out = np.concatenate(played)[: len(blocks) * frames]
     return out, blocks, events
 
 
@@ -362,15 +378,18 @@ def coach_at_mic(corpus: Corpus, layout: Layout, path: str) -> Audio:
     return through(path, cl.resample(speaker, OUTPUT_RATE_HZ), path_rng(corpus.seed, path))
 
 
-def build(corpus: Corpus, engine: str, cond: Condition) -> Built:
-    """The microphone stream of one condition, with one label per placed word."""
+def build(
+    corpus: Corpus, engine: str, cond: Condition, underflows_ms: Sequence[int] = ()
+) -> Built:
+    """The microphone stream of one condition, with one label per placed word (and the
+    speaker underflowing at ``underflows_ms``: see ``render_speaker``)."""
     clean = cond.kind == "clean"
     layout = plan(corpus.sentences)
     if clean:  # no coach: the words need no room between them, only silence
         starts = [1000 + i * CLEAN_SLOT_MS for i in range(len(corpus.sentences))]
         layout = Layout([], starts, starts[-1] + CLEAN_SLOT_MS + TAIL_MS)
     rng = path_rng(corpus.seed, cond.path)
-    speaker, blocks, events = render_speaker(corpus, layout, play_coach=not clean)
+    speaker, blocks, events = render_speaker(corpus, layout, not clean, underflows_ms)
     coach = through(cond.path, cl.resample(speaker, OUTPUT_RATE_HZ), rng)
     mic = np.asarray(coach + cl.room_noise(len(coach), rng), np.float32)
     labels: list[dict[str, Any]] = []
@@ -425,8 +444,10 @@ def build(corpus: Corpus, engine: str, cond: Condition) -> Built:
 # =========================================================================== hearing
 
 
-def hear(listener: Any, built: Built) -> list[Any]:
-    """Feed the stream to ``listener`` as coach.live.Hearing does; the CommandEvents."""
+def hear(listener: Any, built: Built, tell_gaps: bool = True) -> list[Any]:
+    """Feed the stream to ``listener`` as coach.live.Hearing does; the CommandEvents.
+    (``tell_gaps=False``: as it did before the echo-delay tracker was told of speaker
+    underflows.)"""
     from coach.echo_delay import EchoDelayTracker
     from coach.live import EchoReference, PlayedSentences
 
@@ -447,7 +468,8 @@ def hear(listener: Any, built: Built) -> list[Any]:
             e += 1
         pcm = built.mic[start : start + n]
         ref = reference.take(time_s, n, 0.0)
-        correction = delay.add(pcm, ref)
+        gap = reference.crossed_gap() and tell_gaps
+        correction = delay.add(pcm, ref, after_gap=gap)
         if correction:
             reference.shift(correction)
             listener.reference_moved()

@@ -94,6 +94,16 @@ def test_output_asks_for_its_latency_and_counts_underflows_with_their_times() ->
     output.close()
 
 
+def test_the_reference_block_after_an_underflow_says_the_speaker_fell_behind() -> None:
+    output, streams, _, reference = make_output()
+    stream = streams.last
+    stream.pump(2)
+    stream.pump(1, status=SimpleNamespace(output_underflow=True))
+    stream.pump(2, status=SimpleNamespace(output_underflow=False))
+    assert [block.after_gap for block in reference] == [False, False, True, False, False]
+    output.close()
+
+
 def test_favour_audio_callbacks_shortens_the_switch_interval_and_restores_it() -> None:
     before = sys.getswitchinterval()
     with favour_audio_callbacks():

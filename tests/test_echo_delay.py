@@ -96,6 +96,23 @@ def test_a_jump_in_the_echo_delay_is_undone() -> None:
     assert tracker.lag is not None and abs(tracker.lag - 60 * MS) <= MS
 
 
+def test_after_a_speaker_gap_one_clear_measurement_undoes_the_jump_at_once() -> None:
+    def ms_to_correct(told: bool) -> int:
+        tracker, room = EchoDelayTracker(), Room(voice_like(12.0), delay_ms=60)
+        assert run(tracker, room, 5.0) == []
+        room.delay += 18 * MS  # the speaker fell behind by 18 ms (as in a live e2e run)
+        for index in range(150):
+            correction = tracker.add(*room.next_block(), after_gap=told and index == 0)
+            if correction:
+                assert correction == -18 * MS
+                return index * 20
+        raise AssertionError("never corrected")
+
+    quick, usual = ms_to_correct(told=True), ms_to_correct(told=False)
+    assert quick <= 60 + 400 + 100  # the echo's delay, the quick window, a little coach silence
+    assert usual >= 1000  # two agreeing one-second measurements
+
+
 def test_no_correction_while_the_coach_is_silent_or_the_microphone_hears_no_echo() -> None:
     silent = Room(np.zeros(RATE * 5), delay_ms=5)
     assert run(EchoDelayTracker(), silent, 5.0) == []

@@ -51,6 +51,21 @@ def test_echo_reference_keeps_time_across_an_underrun() -> None:
     assert abs(float(np.median(late)) - 0.5) < 0.02
 
 
+def test_echo_reference_says_once_when_what_it_hands_out_reaches_a_speaker_gap() -> None:
+    reference = EchoReference(lead_ms=0)
+    reference.add(block(np.full(320, 0.25), 1.0))
+    gap = block(np.full(320, 0.5), 1.02)
+    reference.add(AudioBlock(gap.pcm, gap.sample_rate_hz, gap.time_s, -20.0, after_gap=True))
+    reference.add(block(np.full(320, 0.25), 1.04))
+    reference.take(1.0, 320)
+    assert not reference.crossed_gap()  # handed out up to the gap, not past it
+    reference.take(1.02, 160)
+    assert reference.crossed_gap()
+    assert not reference.crossed_gap()  # said once
+    reference.take(1.03, 480)
+    assert not reference.crossed_gap()
+
+
 def test_echo_reference_reads_on_through_jittery_block_times() -> None:
     reference = EchoReference(lead_ms=0)
     ramp = (np.arange(3200) / 3200.0 * 0.5).astype(np.float32)

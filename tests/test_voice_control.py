@@ -153,6 +153,36 @@ def test_a_measured_delay_is_not_undone_by_the_time_based_alignment() -> None:
     assert abs(taken[0] / 32767 - expected) < 0.01
 
 
+class GapWitness:
+    """Stands in for the EchoDelayTracker: remembers which blocks came after a speaker gap."""
+
+    def __init__(self) -> None:
+        self.after_gap: list[bool] = []
+
+    def add(self, mic: Any, ref: Any, after_gap: bool = False) -> int:
+        self.after_gap.append(after_gap)
+        return 0
+
+
+def test_the_echo_delay_is_told_of_a_speaker_gap_with_the_block_that_reaches_it() -> None:
+    reference = EchoReference(lead_ms=0)
+    for index in range(10):
+        played = np.full(320, 0.25, dtype=np.float32)
+        # The speaker underflowed before its sixth block: the sixth microphone block gets it.
+        reference.add(AudioBlock(played, RATE, 100.0 + index * 0.02, -20.0, after_gap=index == 5))
+    listener = RecordingListener()
+    hearing = Hearing(listener, reference, PlayedSentences())  # type: ignore[arg-type]
+    witness = GapWitness()
+    hearing.delay = witness  # type: ignore[assignment]
+    try:
+        for index in range(10):
+            hearing.on_block(mic_block(index))
+        assert wait_for(lambda: len(listener.fed) == 10)
+    finally:
+        hearing.close()
+    assert witness.after_gap == [index == 5 for index in range(10)]
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread niceness is Linux's")
 def test_favouring_a_thread_changes_that_thread_alone() -> None:
     # +5 (lower priority) is allowed to anyone; the listener asks for -10 the same way.
