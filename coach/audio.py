@@ -347,8 +347,8 @@ class AudioBlock:
     level_dbfs: float
     after_gap: bool = False
     """Speaker blocks only: the stream fell behind just before this block (an underflow), so
-    the speaker went silent for a moment and plays on later than its block times say: the
-    coach's echo may sit at a new delay from here on."""
+    the speaker may have gone silent for a moment and play on later than its block times
+    say: the coach's echo may sit at a new delay from here on."""
 
     @property
     def duration_ms(self) -> float:

@@ -127,11 +127,10 @@ class EchoDelayTracker:
         if self._since < self._every or len(self._mic) < keep:
             return 0
         self._since = 0
-        measured = self._measure(self._window)
-        if measured is None:
+        lag = self._measure(self._window)
+        if lag is None:
             self._last = None
             return 0
-        lag = measured
         agreed = self._last is not None and abs(lag - self._last) <= self._agree
         self._last = lag
         if not agreed:

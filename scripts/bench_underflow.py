@@ -26,8 +26,8 @@ underflows cost), with underflows and the tracker not told of them (before), and
 from word end p50. (Vosk's decodes depend a little on what the process decoded before, so
 a stream heard twice can differ by a command.)
 
-    .venv/bin/python scripts/bench_underflow.py               # 25 sentences: ~5 min
-    .venv/bin/python scripts/bench_underflow.py --sentences 8  # ~2 min
+    .venv/bin/python scripts/bench_underflow.py               # 25 sentences: ~9 min
+    .venv/bin/python scripts/bench_underflow.py --sentences 8  # ~3 min
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ GAP_AT = 0.3
 """Where in a sentence's spoken part the speaker underflows."""
 WORD_AT = 0.75
 """Where in a sentence's spoken part the user's word is centred (barge streams)."""
+VARIANTS = ("no underflow", "not told (before)", "told (now)")
+"""How each stream is heard (see the module doc)."""
 
 
 def underflow_times(corpus: bb.Corpus) -> list[int]:
@@ -57,9 +59,6 @@ def underflow_times(corpus: bb.Corpus) -> list[int]:
         a, b = sentence.spoken_ms
         out.append(start_ms + a + round(GAP_AT * (b - a)))
     return out
-
-
-VARIANTS = ("no underflow", "not told (before)", "told (now)")
 
 
 def run(corpus: bb.Corpus, engines: bb.Engines, cond: bb.Condition, variant: str) -> list[Any]:
