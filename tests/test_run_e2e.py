@@ -265,8 +265,8 @@ def phrase_pcm(text: str) -> npt.NDArray[np.float64]:
 @pytest.mark.xfail(
     reason=(
         "not yet reliable (issue 5). PAIN's silence is read at the speaker (the output's "
-        "monitor). vosk-ko passes idle (240-270 ms); in full suites it passed 6 of 10 runs "
-        "(sessions 10-11: 240-280 ms) and failed on the tail: the listener 120-135 ms behind "
+        "monitor). vosk-ko passes idle (240-270 ms); in full suites it passed 6 of 11 runs "
+        "(sessions 10-11: 240-280 ms) and failed on the tail: the listener 100-135 ms behind "
         "the microphone at the PAIN (the likely cause: re-decoding a long utterance after an "
         "undone early endpoint, up to 150 ms), or a late recognition (session 11, a CI "
         "clone: 490 ms; the early endpoint waited 120 ms more after one frame of the coach's "
