@@ -531,16 +531,24 @@ def run_task(task: tuple[str, Condition]) -> dict[str, Any]:
     return {
         "engine": engine,
         "condition": cond.name,
-        "kind": cond.kind,
         "path": cond.path,
         "snr_db": cond.snr_db,
         "position": cond.position,
-        "labels": built.labels,
-        "events": [event_dict(ev) for ev in events],
-        "dropped": [event_dict(ev) for ev in listener.dropped],
+        **heard_result(cond, built, listener, events),
         "audio_s": len(built.mic) / RATE_HZ,
         "wall_s": time.perf_counter() - t0,
         "cpu_s": time.process_time() - c0,
+    }
+
+
+def heard_result(cond: Condition, built: Built, listener: Any, events: list[Any]) -> dict[str, Any]:
+    """What ``score`` needs of one stream heard: its kind, labels, events and the commands
+    the listener held back."""
+    return {
+        "kind": cond.kind,
+        "labels": built.labels,
+        "events": [event_dict(ev) for ev in events],
+        "dropped": [event_dict(ev) for ev in listener.dropped],
     }
 
 

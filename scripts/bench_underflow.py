@@ -67,13 +67,7 @@ def run(corpus: bb.Corpus, engines: bb.Engines, cond: bb.Condition, variant: str
     built = bb.build(corpus, ENGINE, cond, underflows)
     listener = engines.listener(ENGINE)
     events = bb.hear(listener, built, tell_gaps=variant == VARIANTS[2])
-    result = {
-        "kind": cond.kind,
-        "labels": built.labels,
-        "events": [bb.event_dict(e) for e in events],
-        "dropped": [bb.event_dict(e) for e in listener.dropped],
-    }
-    return bb.score(result)
+    return bb.score(bb.heard_result(cond, built, listener, events))
 
 
 def figures(cases: list[Any]) -> dict[str, Any]:

@@ -272,8 +272,8 @@ def phrase_pcm(text: str) -> npt.NDArray[np.float64]:
         "clone: 490 ms; the early endpoint waited 120 ms more after one frame of the coach's "
         "echo 110 ms after the word), or once a false PAIN after speaker underflows (session "
         "10; the echo delay is now measured again at once). spotter-en: 290-400 ms, passed "
-        "at 300 ms in a session "
-        "11 CI clone; a run whose silence began before PAIN was heard fails"
+        "at 300 ms in a session 11 CI clone; a run whose silence began before PAIN was "
+        "heard fails"
     ),
     strict=False,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 from audio_support import FakeStreams
@@ -54,8 +55,7 @@ def test_echo_reference_keeps_time_across_an_underrun() -> None:
 def test_echo_reference_says_once_when_what_it_hands_out_reaches_a_speaker_gap() -> None:
     reference = EchoReference(lead_ms=0)
     reference.add(block(np.full(320, 0.25), 1.0))
-    gap = block(np.full(320, 0.5), 1.02)
-    reference.add(AudioBlock(gap.pcm, gap.sample_rate_hz, gap.time_s, -20.0, after_gap=True))
+    reference.add(replace(block(np.full(320, 0.5), 1.02), after_gap=True))
     reference.add(block(np.full(320, 0.25), 1.04))
     reference.take(1.0, 320)
     assert not reference.crossed_gap()  # handed out up to the gap, not past it
