@@ -167,8 +167,8 @@ def test_an_urgent_early_final_needs_no_second_opinion() -> None:
 
 
 def test_a_sure_early_final_gets_no_second_opinion() -> None:
-    # "하세요" heard with confidence 1.0 is not a coin toss: no second decode (CPU), and
-    # the utterance is decoded again whole, as before.
+    # "하세요" heard with confidence 1.0 is not a coin toss: its readings are not asked,
+    # and the utterance is decoded again whole, as before.
     mic = np.concatenate([silence(500), noise(400, 3000.0, 2), silence(600)])
     engine = CoinTossEngine([("하세요", 1.0, 200), ("아야", 0.9, 200)], early_confidence=1.0)
     assert feed(Listener(engine), mic) == []
@@ -339,3 +339,27 @@ def test_a_dropped_command_does_not_deafen_the_next_utterance() -> None:
     assert [e.command for e in listener.dropped] == [Command.PAUSE]
     assert [e.command for e in events] == [Command.PAIN]
     assert events[0].detected_ms <= 2400 + 200
+
+
+class VoiceCountingEngine(DeafEngine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.voice_at_ms: list[tuple[int, bool]] = []
+
+    def voice_heard(self, short: bool) -> None:
+        self.voice_at_ms.append((self.now_ms, short))
+
+
+def test_the_engine_is_told_while_a_voice_is_heard_and_whether_it_is_short() -> None:
+    # VoskEngine then decodes the utterance for a second opinion (its Shadow) while the
+    # voice could still be closed early, and need not in quiet or in a long voice.
+    engine = VoiceCountingEngine()
+    word, babble = noise(400, 3000.0, 2), noise(2500, 3000.0, 3)
+    mic = np.concatenate([silence(500), word, silence(600), babble, silence(300)])
+    feed(Listener(engine, endpoint_max_ms=1600), mic)
+    at_ms = [at for at, _ in engine.voice_at_ms]
+    assert min(at_ms) >= 480 and max(at_ms) <= 500 + 400 + 600 + 2500
+    assert not any(500 + 400 <= at < 1500 for at in at_ms)  # the silence between
+    short = {at: s for at, s in engine.voice_at_ms}
+    assert all(short[at] for at in at_ms if at < 1500 + 1600 - 20)
+    assert not any(short[at] for at in at_ms if at > 1500 + 1600 + 20)

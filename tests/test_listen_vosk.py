@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,12 @@ from coach.errors import CoachError
 from coach.listen import Command, Listener
 from coach.listen.lexicon import model_lexicon
 from coach.listen.vocabulary import Vocabulary, load_vocabulary
-from coach.listen.vosk_engine import VoskEngine, VoskModel, check_model_dir
+from coach.listen.vosk_engine import (
+    RECONSIDER_READINGS,
+    VoskEngine,
+    VoskModel,
+    check_model_dir,
+)
 
 pytestmark = [pytest.mark.vosk, pytest.mark.speech]
 
@@ -307,6 +314,47 @@ def test_the_engine_reconsiders_a_closed_utterance_without_losing_it(
     engine.accept(silence(20))
     again = engine.rewind() + engine.flush()
     assert [w.text for h in again for w in h.words] == ["아파"]
+
+
+def blocks(audio: np.ndarray) -> Iterator[np.ndarray]:
+    for start in range(0, len(audio), 320):
+        yield audio[start : start + 320]
+
+
+@pytest.mark.parametrize("before", ["quiet", "speech and a pause"])
+@pytest.mark.parametrize("told", [False, True])
+def test_the_second_opinion_is_what_a_fresh_decode_of_the_utterance_lists(
+    model: VoskModel, vocabulary: Vocabulary, before: str, told: bool
+) -> None:
+    # The readings come from a shadow recognizer that heard the utterance as it came, on
+    # its own thread: the same as decoding the closed utterance afresh once asked (the
+    # way it was done before, which made the listener wait), reading for reading. Before
+    # the word: quiet, or speech that Vosk's own endpoint closed (the shadow then starts
+    # with the next utterance, as the running recognizer does).
+    lead = silence(1500) if before == "quiet" else concat([user("하나 둘 셋"), silence(900)])
+    # Told of the voice (as the listener does), the shadow decodes as the audio comes,
+    # sleeping while the voice is too long to be closed early; not told, it decodes all
+    # of it when asked.
+    engine = VoskEngine(model, vocabulary)
+    for i, block in enumerate(blocks(concat([lead, user("아야"), silence(150)]))):
+        if told and i % 20 == 0:
+            engine.voice_heard(short=i % 40 == 0)
+        engine.accept(block)
+    engine.endpoint()
+    readings = engine.reconsider()
+    assert readings and "아야" in [r.text for r in readings]
+
+    closed = engine._closed  # the utterance's own audio, to decode it afresh here
+    assert closed is not None
+    fresh = engine._new_recognizer()
+    fresh.SetMaxAlternatives(RECONSIDER_READINGS)
+    for block in closed.audio:
+        if fresh.AcceptWaveform(block.tobytes()):
+            fresh.Result()
+    afresh = json.loads(fresh.FinalResult())["alternatives"]
+    assert [r.text for r in readings] == [a["text"] for a in afresh if a["text"]]
+    if before != "quiet":
+        assert sum(len(b) for b in closed.audio) < len(user("아야")) + 1200 * 16
 
 
 def test_an_utterance_that_ends_with_no_words_is_still_closed(

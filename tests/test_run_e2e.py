@@ -265,10 +265,11 @@ def phrase_pcm(text: str) -> npt.NDArray[np.float64]:
 @pytest.mark.xfail(
     reason=(
         "not yet reliable (issue 5). PAIN's silence is read at the speaker (the output's "
-        "monitor). vosk-ko passes idle (240-270 ms); in full suites it passed 6 of 11 runs "
-        "(sessions 10-11: 240-280 ms) and failed on the tail: the listener 100-135 ms behind "
-        "the microphone at the PAIN (the likely cause: re-decoding a long utterance after an "
-        "undone early endpoint, up to 150 ms), or a late recognition (session 11, a CI "
+        "monitor). vosk-ko passes idle (240-270 ms); in full suites it passed 7 of 12 runs "
+        "(sessions 10-12: 240-280 ms) and failed on the tail: the listener 100-135 ms behind "
+        "the microphone at the PAIN (decoding a long utterance again for a second opinion, "
+        "up to 210 ms, done ahead on a second thread since session 12; or after an undone "
+        "early endpoint, up to 150 ms), or a late recognition (session 11, a CI "
         "clone: 490 ms; the early endpoint waited 120 ms more after one frame of the coach's "
         "echo 110 ms after the word), or once a false PAIN after speaker underflows (session "
         "10; the echo delay is now measured again at once). spotter-en: 290-400 ms, passed "

@@ -253,6 +253,11 @@ class Listener:
             # that the suppressor's hangover passed on to the recogniser.
             activity[echo_like] *= self._suppressor.gain**2
         self.voice.add(activity)
+        span = self.voice.span()
+        if span is not None and span.trailing_silence_ms < _ms(len(mic_frames)):
+            voice_heard: Callable[[bool], None] | None = getattr(self.engine, "voice_heard", None)
+            if voice_heard is not None:
+                voice_heard(span.end_ms - span.start_ms <= self.endpoint_max_ms)
         events: list[CommandEvent] = []
         for hypothesis in self.engine.accept(residual):
             events += self._judge(hypothesis)
@@ -335,7 +340,7 @@ class Listener:
         coach's voice, softened by ``SECOND_OPINION_TEMPERATURE``, at most 1.2).
 
         Only where the best reading is no command at all, with a word the engine was
-        unsure of (below ``SECOND_OPINION_BELOW``; the readings cost one more decode), and
+        unsure of (below ``SECOND_OPINION_BELOW``: a sure reading is not a coin toss), and
         not over the coach before the canceller has shown it removes the coach. A live
         e2e run heard the coach's own first word, 0.7 s into the session, as "아야"
         (conf 0.23, rightly rejected) and the readings had "아야" at 0.9 of "됐어": a

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from coach.errors import CoachError
 from coach.listen.engine import SAMPLE_RATE_HZ, Hypothesis, PcmBlock, Word
 from coach.listen.lexicon import Lexicon, model_lexicon
 from coach.listen.vocabulary import Vocabulary
+from coach.listen.vosk_shadow import Shadow
 
 UNKNOWN_WORDS = ("[unk]", "<UNK>", "<unk>")
 """Unknown-word symbols, in the order Vosk models spell them."""
@@ -21,6 +23,10 @@ PARTIAL_EVERY_MS = 60
 
 REWIND_MAX_MS = 15_000
 """Longest utterance kept to be decoded again after an early endpoint."""
+
+SHADOW_AFTER_MS = 1000
+"""An utterance longer than this is decoded for a second opinion as it comes, once a short
+voice is heard in it (VoskEngine.voice_heard); a shorter one only when asked."""
 
 RECONSIDER_READINGS = 3
 """Readings (n-best) a second opinion lists: the person's word was a close second."""
@@ -104,6 +110,36 @@ class VoskModel:
         return next((w for w in UNKNOWN_WORDS if w in words), None)
 
 
+@dataclass
+class _Decoded:
+    """What a recognizer made of a run of blocks: the results of the utterances Vosk
+    closed inside it, and the blocks since the last of them."""
+
+    results: list[str] = field(default_factory=list)
+    tail: list[PcmBlock] = field(default_factory=list)
+    tail_samples: int = 0
+
+
+def _decode(recognizer: Any, blocks: list[PcmBlock], into: _Decoded) -> _Decoded:
+    for block in blocks:
+        into.tail.append(block)
+        into.tail_samples += int(block.size)
+        if recognizer.AcceptWaveform(block.tobytes()):
+            into.results.append(recognizer.Result())
+            into.tail, into.tail_samples = [], 0
+    return into
+
+
+@dataclass
+class _Closed:
+    """The utterance VoskEngine.endpoint closed: where it started (samples), its audio and
+    the shadow that heard it."""
+
+    start: int
+    audio: list[PcmBlock]
+    shadow: Shadow | None
+
+
 class VoskEngine:
     """Vosk restricted to the command phrases, filler words and the unknown word."""
 
@@ -136,11 +172,14 @@ class VoskEngine:
         self._partial_due = 0
         self._offset_ms = 0
         """Where the current recognizer started, in the stream (its times start at 0)."""
+        self._shadow_worker = ThreadPoolExecutor(1, thread_name_prefix="vosk-shadow")
+        self._shadow: Shadow | None = None
         self._utterance_start = 0
-        self._utterance_audio: list[PcmBlock] | None = []
+        self._utterance_audio: list[PcmBlock] | None = None
         """Audio of the running utterance (None once too long to decode again)."""
-        self._closed: tuple[int, list[PcmBlock]] | None = None
-        """The utterance endpoint() closed: its start (samples) and audio."""
+        self._begin_utterance(0, [])
+        self._closed: _Closed | None = None
+        """The utterance endpoint() closed."""
 
     def _new_recognizer(self) -> Any:
         import vosk
@@ -161,12 +200,16 @@ class VoskEngine:
             return []
         self._samples += int(pcm.size)
         if self._utterance_audio is not None:
-            self._utterance_audio.append(pcm.copy())
+            block = pcm.copy()
+            self._utterance_audio.append(block)
+            if self._shadow is not None:
+                self._shadow.feed(block)
             if len(self._utterance_audio) * len(pcm) > REWIND_MAX_MS * SAMPLE_RATE_HZ // 1000:
                 self._utterance_audio = None
+                self._drop_shadow()
         if self._recognizer.AcceptWaveform(pcm.tobytes()):
             self._new_utterance()
-            self._closed = None
+            self._close(None)
             return self._final(self._recognizer.Result())
         # The decoder advances in chunks of a few hundred ms; asking for the partial
         # after every 20 ms block only costs CPU.
@@ -180,7 +223,7 @@ class VoskEngine:
     def flush(self) -> list[Hypothesis]:
         """Finalize the running utterance."""
         self._new_utterance()
-        self._closed = None
+        self._close(None)
         return self._final(self._recognizer.FinalResult())
 
     def endpoint(self) -> list[Hypothesis]:
@@ -191,32 +234,33 @@ class VoskEngine:
         new utterance. :meth:`rewind` undoes the cut if the speaker went on.
         """
         audio = self._utterance_audio
-        self._closed = None if audio is None else (self._utterance_start, audio)
+        shadow, self._shadow = self._shadow, None
+        self._close(None if audio is None else _Closed(self._utterance_start, audio, shadow))
         self._new_utterance()
         return self._final(self._recognizer.FinalResult())
 
     def reconsider(self) -> list[Hypothesis]:
         """The readings of the utterance :meth:`endpoint` just closed, best first.
 
-        A fresh recognizer (about 1 ms to build; the running one is not touched, so
-        :meth:`rewind` still works) decodes the closed utterance again and lists its
-        ``RECONSIDER_READINGS`` best readings (Vosk's n-best). Each word's confidence is
-        its reading's likelihood relative to the best reading's: 1.0 for the best,
-        exp(-d) for one whose score is d lower. See Listener._second_opinion.
+        A fresh recognizer (the running one is not touched, so :meth:`rewind` still
+        works) that heard the closed utterance lists its ``RECONSIDER_READINGS`` best
+        readings (Vosk's n-best). Each word's confidence is its reading's likelihood
+        relative to the best reading's: 1.0 for the best, exp(-d) for one whose score is
+        d lower. See Listener._second_opinion.
+
+        That recognizer is the closed utterance's :class:`Shadow`: it heard the utterance
+        as it came, on a thread of its own. Decoding it here instead took up to 210 ms
+        (4.4 s of audio since the coach's sentence began), and that wait was the whole of
+        the listener's lag at the slowest PAINs of a traced bench_live run (115-239 ms
+        behind the microphone, where the PAIN came from these readings).
         """
-        if self._closed is None:
+        if self._closed is None or self._closed.shadow is None:
             return []
-        start, audio = self._closed
-        fresh = self._new_recognizer()
-        fresh.SetMaxAlternatives(RECONSIDER_READINGS)
-        for block in audio:
-            if fresh.AcceptWaveform(block.tobytes()):
-                fresh.Result()  # Vosk's own endpoint inside it: only the rest is a command
-        readings = json.loads(fresh.FinalResult()).get("alternatives", [])
+        readings = json.loads(self._closed.shadow.readings()).get("alternatives", [])
         if not readings:
             return []
         best = max(float(r.get("confidence", 0.0)) for r in readings)
-        offset = start * 1000 // SAMPLE_RATE_HZ
+        offset = self._closed.start * 1000 // SAMPLE_RATE_HZ
         out: list[Hypothesis] = []
         for reading in readings:
             likelihood = math.exp(float(reading.get("confidence", 0.0)) - best)
@@ -235,8 +279,24 @@ class VoskEngine:
         self._recognizer = self._new_recognizer()
         self._offset_ms = self.stream_ms
         self._new_utterance()
-        self._closed = None
+        self._close(None)
         return out
+
+    def voice_heard(self, short: bool) -> None:
+        """The listener hears a voice, ``short`` enough for its early endpoint to close.
+
+        If the running utterance is already longer than ``SHADOW_AFTER_MS`` (the coach's
+        echo keeps Vosk from closing it), its :class:`Shadow` then decodes, so its
+        readings are ready when the early endpoint asks for them; a shorter one is
+        decoded when asked (a second of audio took 25-50 ms in traced bench_live runs).
+        A longer voice will not be closed early: the shadow sleeps until the next short
+        one (or until asked)."""
+        if self._shadow is None or self._utterance_audio is None:
+            return
+        if not short:
+            self._shadow.sleep()
+        elif self._samples - self._utterance_start > SHADOW_AFTER_MS * SAMPLE_RATE_HZ // 1000:
+            self._shadow.wake()
 
     def rewind(self) -> list[Hypothesis]:
         """The utterance :meth:`endpoint` closed went on: decode it again as one.
@@ -246,24 +306,42 @@ class VoskEngine:
         """
         if self._closed is None or self._utterance_audio is None:
             return []
-        start, audio = self._closed
-        audio = audio + self._utterance_audio
-        self._closed = None
-        self._recognizer = self._new_recognizer()
+        start, audio = self._closed.start, self._closed.audio + self._utterance_audio
+        recognizer = self._new_recognizer()
+        return self._adopt(recognizer, start, _decode(recognizer, audio, _Decoded()))
+
+    def _adopt(self, recognizer: Any, start: int, decoded: _Decoded) -> list[Hypothesis]:
+        """Go on with ``recognizer``, which has decoded the stream from ``start``."""
+        self._recognizer = recognizer
         self._offset_ms = start * 1000 // SAMPLE_RATE_HZ
-        self._utterance_start = start
-        self._utterance_audio = []
-        out: list[Hypothesis] = []
-        for block in audio:
-            self._utterance_audio.append(block)
-            if self._recognizer.AcceptWaveform(block.tobytes()):
-                self._new_utterance()
-                out += self._final(self._recognizer.Result())
-        return out
+        self._close(None)
+        self._begin_utterance(self._samples - decoded.tail_samples, decoded.tail)
+        return [h for result in decoded.results for h in self._final(result)]
 
     def _new_utterance(self) -> None:
-        self._utterance_start = self._samples
-        self._utterance_audio = []
+        self._begin_utterance(self._samples, [])
+
+    def _begin_utterance(self, start: int, audio: list[PcmBlock]) -> None:
+        """The running utterance starts at ``start`` (samples) and has heard ``audio``;
+        a new shadow hears it too."""
+        self._utterance_start = start
+        self._utterance_audio = audio
+        self._drop_shadow()
+        shadow = self._new_recognizer()
+        shadow.SetMaxAlternatives(RECONSIDER_READINGS)
+        self._shadow = Shadow(shadow, self._shadow_worker, audio)
+
+    def _drop_shadow(self) -> None:
+        if self._shadow is not None:
+            self._shadow.drop()
+            self._shadow = None
+
+    def _close(self, closed: _Closed | None) -> None:
+        """Keep ``closed`` as the utterance endpoint() closed (its shadow, if any, is now
+        the closed one's); the one kept before is let go."""
+        if self._closed is not None and self._closed.shadow is not None:
+            self._closed.shadow.drop()
+        self._closed = closed
 
     def _final(self, result_json: str) -> list[Hypothesis]:
         # Also with no words: the utterance ended (the judge starts afresh; without it, a
