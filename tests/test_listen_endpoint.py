@@ -342,6 +342,8 @@ def test_a_dropped_command_does_not_deafen_the_next_utterance() -> None:
 
 
 class VoiceCountingEngine(DeafEngine):
+    """Notes when the listener told it of a voice (its own clock), and if short."""
+
     def __init__(self) -> None:
         super().__init__()
         self.voice_at_ms: list[tuple[int, bool]] = []
