@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,26 +108,6 @@ class VoskModel:
         if words is None:
             return "[unk]"
         return next((w for w in UNKNOWN_WORDS if w in words), None)
-
-
-@dataclass
-class _Decoded:
-    """What a recognizer made of a run of blocks: the results of the utterances Vosk
-    closed inside it, and the blocks since the last of them."""
-
-    results: list[str] = field(default_factory=list)
-    tail: list[PcmBlock] = field(default_factory=list)
-    tail_samples: int = 0
-
-
-def _decode(recognizer: Any, blocks: list[PcmBlock], into: _Decoded) -> _Decoded:
-    for block in blocks:
-        into.tail.append(block)
-        into.tail_samples += int(block.size)
-        if recognizer.AcceptWaveform(block.tobytes()):
-            into.results.append(recognizer.Result())
-            into.tail, into.tail_samples = [], 0
-    return into
 
 
 @dataclass
@@ -291,7 +271,7 @@ class VoskEngine:
         decoded when asked (a second of audio took 25-50 ms in traced bench_live runs).
         A longer voice will not be closed early: the shadow sleeps until the next short
         one (or until asked)."""
-        if self._shadow is None or self._utterance_audio is None:
+        if self._shadow is None:
             return
         if not short:
             self._shadow.sleep()
@@ -307,16 +287,18 @@ class VoskEngine:
         if self._closed is None or self._utterance_audio is None:
             return []
         start, audio = self._closed.start, self._closed.audio + self._utterance_audio
-        recognizer = self._new_recognizer()
-        return self._adopt(recognizer, start, _decode(recognizer, audio, _Decoded()))
-
-    def _adopt(self, recognizer: Any, start: int, decoded: _Decoded) -> list[Hypothesis]:
-        """Go on with ``recognizer``, which has decoded the stream from ``start``."""
-        self._recognizer = recognizer
+        self._recognizer = self._new_recognizer()
         self._offset_ms = start * 1000 // SAMPLE_RATE_HZ
         self._close(None)
-        self._begin_utterance(self._samples - decoded.tail_samples, decoded.tail)
-        return [h for result in decoded.results for h in self._final(result)]
+        results: list[str] = []
+        tail: list[PcmBlock] = []  # the blocks since Vosk's last endpoint inside it
+        for block in audio:
+            tail.append(block)
+            if self._recognizer.AcceptWaveform(block.tobytes()):
+                results.append(self._recognizer.Result())
+                tail = []
+        self._begin_utterance(self._samples - sum(int(b.size) for b in tail), tail)
+        return [h for result in results for h in self._final(result)]
 
     def _new_utterance(self) -> None:
         self._begin_utterance(self._samples, [])
@@ -327,9 +309,12 @@ class VoskEngine:
         self._utterance_start = start
         self._utterance_audio = audio
         self._drop_shadow()
-        shadow = self._new_recognizer()
-        shadow.SetMaxAlternatives(RECONSIDER_READINGS)
-        self._shadow = Shadow(shadow, self._shadow_worker, audio)
+        self._shadow = Shadow(self._new_shadow_recognizer, self._shadow_worker, audio)
+
+    def _new_shadow_recognizer(self) -> Any:
+        recognizer = self._new_recognizer()
+        recognizer.SetMaxAlternatives(RECONSIDER_READINGS)
+        return recognizer
 
     def _drop_shadow(self) -> None:
         if self._shadow is not None:

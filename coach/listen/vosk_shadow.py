@@ -8,6 +8,7 @@ while it decodes, and the machines coach runs on have a second core.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,9 +30,13 @@ class Shadow:
     compares them).
     """
 
-    def __init__(self, recognizer: Any, worker: ThreadPoolExecutor, audio: list[PcmBlock]) -> None:
-        """``audio``: what the utterance has heard so far."""
-        self._recognizer = recognizer
+    def __init__(
+        self, recognizer: Callable[[], Any], worker: ThreadPoolExecutor, audio: list[PcmBlock]
+    ) -> None:
+        """``recognizer`` builds the fresh recognizer (on the worker, once it is needed: most
+        shadows never decode); ``audio``: what the utterance has heard so far."""
+        self._new_recognizer = recognizer
+        self._recognizer: Any = None
         self._worker = worker
         self._dropped = False
         self._awake = False
@@ -68,7 +73,7 @@ class Shadow:
         fed so far."""
         self._awake = True
         self._hand_over()
-        return str(self._worker.submit(self._recognizer.FinalResult).result())
+        return str(self._worker.submit(self._final_result).result())
 
     def _hand_over(self) -> None:
         if not self._dropped and self._batch:
@@ -78,6 +83,16 @@ class Shadow:
     def _feed(self, blocks: list[PcmBlock]) -> None:
         if self._dropped:
             return
+        recognizer = self._built()
         for block in blocks:
-            if self._recognizer.AcceptWaveform(block.tobytes()):
-                self._recognizer.Result()  # Vosk's own endpoint inside: only the rest counts
+            if recognizer.AcceptWaveform(block.tobytes()):
+                recognizer.Result()  # Vosk's own endpoint inside: only the rest counts
+
+    def _final_result(self) -> Any:
+        return self._built().FinalResult()
+
+    def _built(self) -> Any:
+        """The recognizer, built on first use (on the worker's thread)."""
+        if self._recognizer is None:
+            self._recognizer = self._new_recognizer()
+        return self._recognizer
