@@ -23,8 +23,8 @@ Listener), directly and through a synthetic room. In every sentence the speaker 
 Each stream is heard three times, in the same run: with no underflow at all (what the
 underflows cost), with underflows and the tracker not told of them (before), and told
 (now). Figures: false commands, commands detected (and the ratio told / not told), latency
-from word end p50. (Vosk's decodes depend a little on what the process decoded before, so
-a stream heard twice can differ by a command.)
+from word end p50. (Vosk's decodes repeat exactly: the engine dithers with a seeded
+generator of its own, see coach/listen/vosk_view.py.)
 
     .venv/bin/python scripts/bench_underflow.py               # 25 sentences: ~9 min
     .venv/bin/python scripts/bench_underflow.py --sentences 8  # ~3 min

@@ -9,7 +9,7 @@ listener only asks about a few dozen words, so a lexicon finds each one in the r
 from __future__ import annotations
 
 import struct
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,38 +28,55 @@ class Lexicon(Container[str]):
 
     def __init__(self, table: bytes, entry: str) -> None:
         self._table = table
-        self._entry = entry  # "fst": [int32 length][utf-8][int64 key]; "text": "word id\n"
-        self._known: dict[str, bool] = {}  # each search scans megabytes; ask once per word
+        self.kind = entry
+        """"fst": entries [int32 length][utf-8][int64 key]; "text": lines "word id"."""
+        self._found: dict[str, int] = {}
+        """Where each word asked about is in the table (-1: not there); each search scans
+        megabytes, so a word is searched for once."""
 
     def __contains__(self, word: object) -> bool:
         if not isinstance(word, str) or not word or any(c.isspace() for c in word):
             return False
-        known = self._known.get(word)
-        if known is None:
-            known = self._known[word] = self._search(word)
-        return known
+        return self._where(word) >= 0
 
-    def _search(self, word: str) -> bool:
+    def _where(self, word: str) -> int:
+        at = self._found.get(word)
+        if at is None:
+            at = self._found[word] = self._search(word)
+        return at
+
+    def _search(self, word: str) -> int:
         encoded = word.encode("utf-8")
-        if self._entry == "text":
-            return any(
-                self._table.startswith(encoded + sep) or self._find(b"\n" + encoded + sep)
-                for sep in (b" ", b"\t")
-            )
+        if self.kind == "text":
+            if any(self._table.startswith(encoded + sep) for sep in (b" ", b"\t")):
+                return 0
+            return max(self._index(b"\n" + encoded + sep) for sep in (b" ", b"\t"))
         # Aligned by construction: a length prefix holds NUL bytes, which no UTF-8 word and
         # no key's low bytes followed by a word can imitate, so any match is a real entry.
-        return self._find(struct.pack("<i", len(encoded)) + encoded)
+        return self._index(struct.pack("<i", len(encoded)) + encoded)
 
-    def _find(self, needle: bytes) -> bool:
-        """``needle in table``, a slice at a time: one ``find`` over the whole table holds
-        the interpreter lock for up to tens of ms, and the speaker's callback, waiting for
-        it, underflowed (measured: 6 of 8 starts with a pair of underflows as the model
-        finished loading)."""
+    def keys(self, words: Iterable[str]) -> dict[str, int]:
+        """The ids of those of ``words`` that the table lists (an "fst" table)."""
+        if self.kind != "fst":
+            raise ValueError("ids are read from a binary (fst) table only")
+        found: dict[str, int] = {}
+        for word in words:
+            if word in self:
+                after = self._where(word) + 4 + len(word.encode("utf-8"))
+                (found[word],) = struct.unpack_from("<q", self._table, after)
+        return found
+
+    def _index(self, needle: bytes) -> int:
+        """Where ``needle`` is in the table (-1: nowhere), searched a slice at a time: one
+        ``find`` over the whole table holds the interpreter lock for up to tens of ms, and
+        the speaker's callback, waiting for it, underflowed (measured: 6 of 8 starts with a
+        pair of underflows as the model finished loading)."""
         table = self._table
         for start in range(0, len(table), _SEARCH_SLICE_BYTES):
-            if table.find(needle, start, start + _SEARCH_SLICE_BYTES + len(needle) - 1) >= 0:
-                return True
-        return False
+            at = table.find(needle, start, start + _SEARCH_SLICE_BYTES + len(needle) - 1)
+            if at >= 0:
+                return at
+        return -1
 
 
 def model_lexicon(path: Path) -> Lexicon | None:

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from coach.errors import CoachError
 from coach.listen.engine import SAMPLE_RATE_HZ, Hypothesis, PcmBlock, Word
 from coach.listen.lexicon import Lexicon, model_lexicon
 from coach.listen.vocabulary import Vocabulary
 from coach.listen.vosk_shadow import Shadow
+from coach.listen.vosk_view import ViewError, model_view
+from coach.paths import cache_dir
+
+_log = logging.getLogger(__name__)
 
 UNKNOWN_WORDS = ("[unk]", "<UNK>", "<unk>")
 """Unknown-word symbols, in the order Vosk models spell them."""
@@ -27,6 +35,14 @@ REWIND_MAX_MS = 15_000
 SHADOW_AFTER_MS = 1000
 """An utterance longer than this is decoded for a second opinion as it comes, once a short
 voice is heard in it (VoskEngine.voice_heard); a shorter one only when asked."""
+
+DITHER_RMS = 1.0
+"""Noise added to each sample before Vosk hears it (int16 steps; Kaldi's default dither).
+Kaldi's own, which the model view turns off (coach/listen/vosk_view.py), draws on the
+process-wide ``rand()``, so no decode repeated; this one comes from the engine's own
+generator, seeded alike for every engine, so the same audio gives the same results."""
+
+DITHER_SEED = 0
 
 RECONSIDER_READINGS = 3
 """Readings (n-best) a second opinion lists: the person's word was a close second."""
@@ -74,20 +90,40 @@ def check_model_dir(path: Path) -> None:
 
 
 class VoskModel:
-    """A loaded Vosk model (large; load once, share between engines)."""
+    """A Vosk model folder, loaded when a grammar asks for it (large: load once, share
+    between engines)."""
 
     def __init__(self, path: Path) -> None:
         check_model_dir(path)
+        self.path = path
+        self._words: Lexicon | None = None
+        self._words_read = False
+        self._loaded: list[tuple[frozenset[str], Any]] = []
+        """Loaded models and the words each one's view keeps."""
+
+    def load(self, words: Collection[str]) -> Any:
+        """The ``vosk.Model`` for recognizers whose grammars use only ``words``: loaded
+        through a view (coach/listen/vosk_view.py) that keeps only those words of the
+        model's table and turns Kaldi's dither off. Loaded once per word set; a set that
+        an earlier load kept shares it."""
+        wanted = frozenset(words)
+        for kept, model in self._loaded:
+            if wanted <= kept:
+                return model
         import vosk
 
         vosk.SetLogLevel(-1)
         try:
-            self.model: Any = vosk.Model(str(path))
+            folder = model_view(self.path, wanted, self.words, cache_dir() / "vosk-views")
+        except ViewError as err:
+            _log.warning("%s; loading the model's own folder (more memory)", err)
+            folder = self.path
+        try:
+            model = vosk.Model(str(folder))
         except Exception as err:
-            raise CoachError(f"Vosk could not load the model in {path}: {err}") from err
-        self.path = path
-        self._words: Lexicon | None = None
-        self._words_read = False
+            raise CoachError(f"Vosk could not load the model in {self.path}: {err}") from err
+        self._loaded.append((wanted, model))
+        return model
 
     @property
     def words(self) -> Lexicon | None:
@@ -147,6 +183,8 @@ class VoskEngine:
             grammar.append(unknown)
         self._model = model
         self._grammar = json.dumps(grammar, ensure_ascii=False)
+        self._vosk_model = model.load({word for phrase in grammar for word in phrase.split()})
+        self._dither = np.random.default_rng(DITHER_SEED)
         self._recognizer: Any = self._new_recognizer()
         self._samples = 0
         self._partial_due = 0
@@ -164,7 +202,7 @@ class VoskEngine:
     def _new_recognizer(self) -> Any:
         import vosk
 
-        recognizer = vosk.KaldiRecognizer(self._model.model, SAMPLE_RATE_HZ, self._grammar)
+        recognizer = vosk.KaldiRecognizer(self._vosk_model, SAMPLE_RATE_HZ, self._grammar)
         recognizer.SetWords(True)
         # No SetPartialWords: with it, Vosk 0.3.45 returns empty partials on grammars.
         return recognizer
@@ -178,9 +216,10 @@ class VoskEngine:
         """Feed one block; a final hypothesis when Vosk closes an utterance, else a partial."""
         if pcm.size == 0:
             return []
+        pcm = self._dithered(pcm)
         self._samples += int(pcm.size)
         if self._utterance_audio is not None:
-            block = pcm.copy()
+            block = pcm
             self._utterance_audio.append(block)
             if self._shadow is not None:
                 self._shadow.feed(block)
@@ -199,6 +238,11 @@ class VoskEngine:
         text = str(json.loads(self._recognizer.PartialResult()).get("partial", ""))
         words = tuple(Word(w, -1, -1, 1.0) for w in text.split())
         return [Hypothesis(words, final=False, stream_ms=self.stream_ms)] if words else []
+
+    def _dithered(self, pcm: PcmBlock) -> PcmBlock:
+        """``pcm`` with the engine's dither added (a new array): see ``DITHER_RMS``."""
+        noise = np.rint(self._dither.standard_normal(pcm.size) * DITHER_RMS)
+        return np.clip(pcm + noise, -32768, 32767).astype(np.int16)
 
     def flush(self) -> list[Hypothesis]:
         """Finalize the running utterance."""

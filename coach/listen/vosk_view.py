@@ -1,0 +1,166 @@
+"""The folder coach hands to Vosk: the installed model seen through a view of links.
+
+Every file of the model is linked, not copied, except two, which the view replaces:
+
+- ``graph/Gr.fst``, when the model has one (a model whose graph a grammar can restrict at
+  run time). Recognizers built with a grammar never use the model's language model: Vosk
+  0.3.45 reads Gr.fst only for the word table that maps the grammar's words to the ids of
+  ``HCLr.fst``. The small Korean model's table lists 503,352 words, twice (input and
+  output); loaded, the tables took 165 MB of the model's 497 MB. The view's Gr.fst is a
+  one-state FST whose output table holds only the grammar's words, with their ids.
+- ``conf/mfcc.conf``, with ``--dither=0`` added. Kaldi dithers each frame with noise
+  drawn from the C library's process-wide ``rand()``, so a recognizer's results depend on
+  every other recognizer that ran before it in the process, or beside it on another
+  thread: the same audio decoded twice gave different confidences, and sometimes
+  different words. Without it, a decode repeats exactly; the engine dithers the audio
+  itself, with noise of its own (VoskEngine's ``dither``).
+
+Views live in the user cache, one folder per model and word set (a few kB). A view is
+built in a temporary folder and renamed into place, so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+
+from coach.listen.lexicon import FST_MAGIC, SYMBOL_TABLE_MAGIC, Lexicon
+
+VIEW_VERSION = 1
+"""Part of each view's name: a change to what views hold gives new names."""
+
+SPECIAL_WORDS = ("<eps>", "!SIL", "<UNK>", "<unk>", "[unk]", "<s>", "</s>", "#0")
+"""Symbols kept in a trimmed table whether or not the grammar names them."""
+
+DITHER_OPTION = "--dither=0"
+
+_VECTOR_FST_VERSION = 2
+_HAS_OUTPUT_SYMBOLS = 2
+
+
+class ViewError(OSError):
+    """The view could not be built (the caller loads the model's own folder instead)."""
+
+
+def model_view(model: Path, words: Iterable[str], lexicon: Lexicon | None, root: Path) -> Path:
+    """A view of ``model`` under ``root`` for recognizers whose grammars use only ``words``.
+
+    ``lexicon`` is the model's word table (VoskModel.words): the ids of the kept words come
+    from it. With no table read from Gr.fst, the view keeps the model's Gr.fst. Raises
+    ViewError when the view cannot be written (a read-only cache, a full disk, a file
+    system without symbolic links).
+    """
+    model = model.resolve()
+    graph = model / "graph" / "Gr.fst"
+    trim = graph.is_file() and lexicon is not None and lexicon.kind == "fst"
+    kept = sorted(set(words) | set(SPECIAL_WORDS)) if trim else []
+    mfcc = model / "conf" / "mfcc.conf"
+    try:
+        key = _view_key(model, graph, mfcc, kept)
+        view = root / f"{model.name}-{key}"
+        if _complete(view):
+            return view
+        root.mkdir(parents=True, exist_ok=True)
+        building = root / f".{view.name}.{os.getpid()}.tmp"
+        shutil.rmtree(building, ignore_errors=True)
+        replaced: dict[str, bytes] = {"conf/mfcc.conf": _without_dither(mfcc)}
+        if trim:
+            assert lexicon is not None
+            replaced["graph/Gr.fst"] = word_table_fst(lexicon.keys(kept))
+        _link_tree(model, building, replaced)
+        if view.exists():  # built before, but a link broke: set it aside
+            stale = root / f".{view.name}.{os.getpid()}.stale"
+            with contextlib.suppress(FileNotFoundError):  # another process did it first
+                view.rename(stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            building.rename(view)
+        except OSError:  # another process finished the same view first
+            shutil.rmtree(building, ignore_errors=True)
+            if not _complete(view):
+                raise
+        return view
+    except OSError as err:
+        raise ViewError(f"could not write a view of {model} under {root}: {err}") from err
+
+
+def word_table_fst(symbols: dict[str, int]) -> bytes:
+    """An OpenFst file (VectorFst, tropical weights) of one final state and no arcs, whose
+    output symbol table maps each of ``symbols`` to its id.
+
+    Its properties are written as 0 ("none known"), which is always true; OpenFst works
+    out any it needs.
+    """
+
+    def string(data: bytes) -> bytes:
+        return struct.pack("<i", len(data)) + data
+
+    table = [struct.pack("<i", SYMBOL_TABLE_MAGIC), string(b"coach-view")]
+    table.append(struct.pack("<qq", max(symbols.values(), default=0) + 1, len(symbols)))
+    for word, key in sorted(symbols.items(), key=lambda item: item[1]):
+        table.append(string(word.encode("utf-8")) + struct.pack("<q", key))
+    header = (
+        struct.pack("<i", FST_MAGIC)
+        + string(b"vector")
+        + string(b"standard")
+        + struct.pack("<iiQqqq", _VECTOR_FST_VERSION, _HAS_OUTPUT_SYMBOLS, 0, 0, 1, 0)
+    )
+    state = struct.pack("<fq", 0.0, 0)  # final weight One() (0.0), no arcs
+    return header + b"".join(table) + state
+
+
+def _view_key(model: Path, graph: Path, mfcc: Path, kept: list[str]) -> str:
+    """What a view depends on: the model's place, its Gr.fst and mfcc.conf, the words."""
+    stat = graph.stat() if graph.is_file() else None
+    described = {
+        "version": VIEW_VERSION,
+        "model": str(model),
+        "graph": None if stat is None else [stat.st_size, stat.st_mtime_ns],
+        "mfcc": hashlib.sha256(mfcc.read_bytes()).hexdigest() if mfcc.is_file() else None,
+        "words": kept,
+    }
+    text = json.dumps(described, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _without_dither(mfcc: Path) -> bytes:
+    """The model's feature options with dithering off (a later option wins in Kaldi)."""
+    options = mfcc.read_bytes() if mfcc.is_file() else b""
+    if options and not options.endswith(b"\n"):
+        options += b"\n"
+    return options + DITHER_OPTION.encode("ascii") + b"\n"
+
+
+def _link_tree(model: Path, into: Path, replaced: dict[str, bytes]) -> None:
+    """``into`` mirrors ``model``: a link to each entry, except the files in ``replaced``
+    (relative paths: their new contents), whose folders are made and linked file by file."""
+    folders = {name.split("/")[0] for name in replaced}
+    into.mkdir(parents=True)
+    for entry in sorted(model.iterdir()):
+        if entry.name not in folders:
+            (into / entry.name).symlink_to(entry)
+            continue
+        (into / entry.name).mkdir()
+        for inner in sorted(entry.iterdir()):
+            if f"{entry.name}/{inner.name}" not in replaced:
+                (into / entry.name / inner.name).symlink_to(inner)
+    for name, content in replaced.items():
+        (into / name).parent.mkdir(parents=True, exist_ok=True)
+        (into / name).write_bytes(content)
+
+
+def _complete(view: Path) -> bool:
+    """Whether ``view`` was built and every link in it still leads to something."""
+    if not (view / "conf" / "mfcc.conf").is_file():
+        return False
+    for entry in view.iterdir():
+        inside = [entry] if entry.is_symlink() else list(entry.iterdir())
+        if not all(path.exists() for path in inside):
+            return False
+    return True

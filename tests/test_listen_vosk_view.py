@@ -1,0 +1,100 @@
+"""The model view coach hands to Vosk: links to the model, a trimmed word table, no dither.
+
+Structural tests on a copy of the real model's layout (big files stubbed); the real model
+decoding through a view is tested in test_listen_vosk.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from models_support import build_skeleton, real_model_dir
+
+from coach.listen.lexicon import Lexicon, fst_output_table, model_lexicon
+from coach.listen.vosk_view import SPECIAL_WORDS, ViewError, model_view, word_table_fst
+
+WORDS = ["아파", "멈춰", "다음", "<UNK>"]
+
+
+@pytest.fixture(scope="module")
+def lexicon() -> Lexicon:
+    """The real model's word table (503,352 words)."""
+    found = model_lexicon(real_model_dir())
+    assert found is not None
+    return found
+
+
+def test_a_word_table_fst_lists_exactly_the_words_given_with_their_ids(tmp_path: Path) -> None:
+    ids = {"아파": 258_001, "멈춰": 5, "<eps>": 0, "next": 503_350}
+    path = tmp_path / "Gr.fst"
+    path.write_bytes(word_table_fst(ids))
+    table = Lexicon(fst_output_table(path), "fst")
+    assert table.keys([*list(ids), "다음", "아"]) == ids
+
+
+def test_a_view_keeps_the_grammar_words_with_the_models_ids(
+    tmp_path: Path, lexicon: Lexicon
+) -> None:
+    model = build_skeleton(tmp_path / "model")
+    view = model_view(model, [*WORDS, "not-a-word"], lexicon, tmp_path / "views")
+    trimmed = Lexicon(fst_output_table(view / "graph" / "Gr.fst"), "fst")
+    expected = lexicon.keys(WORDS + list(SPECIAL_WORDS))
+    assert trimmed.keys(WORDS + list(SPECIAL_WORDS) + ["not-a-word", "좋아요"]) == expected
+    assert set(WORDS) <= set(expected) and "<eps>" in expected
+    assert (view / "graph" / "Gr.fst").stat().st_size < 4096
+
+
+def test_a_view_links_every_other_file_and_turns_dither_off(
+    tmp_path: Path, lexicon: Lexicon
+) -> None:
+    model = build_skeleton(tmp_path / "model")
+    view = model_view(model, WORDS, lexicon, tmp_path / "views")
+    for file in model.rglob("*"):
+        if file.is_file() and file.name not in ("Gr.fst", "mfcc.conf"):
+            seen = view / file.relative_to(model)
+            assert seen.resolve() == file.resolve() and seen.read_bytes() == file.read_bytes()
+    options = (view / "conf" / "mfcc.conf").read_text().splitlines()
+    original = (model / "conf" / "mfcc.conf").read_text().splitlines()
+    assert options == [*original, "--dither=0"]
+    assert not (view / "graph" / "Gr.fst").is_symlink()
+
+
+def test_a_view_is_built_once_and_rebuilt_when_the_model_changes(
+    tmp_path: Path, lexicon: Lexicon
+) -> None:
+    model = build_skeleton(tmp_path / "model")
+    views = tmp_path / "views"
+    first = model_view(model, WORDS, lexicon, views)
+    built = (first / "conf" / "mfcc.conf").stat().st_mtime_ns
+    assert model_view(model, list(reversed(WORDS)), lexicon, views) == first
+    assert (first / "conf" / "mfcc.conf").stat().st_mtime_ns == built
+    assert model_view(model, WORDS[:2], lexicon, views) != first
+    (model / "conf" / "mfcc.conf").write_text("--use-energy=false\n")
+    changed = model_view(model, WORDS, lexicon, views)
+    assert changed != first
+    assert (changed / "conf" / "mfcc.conf").read_text() == "--use-energy=false\n--dither=0\n"
+    assert not list(views.glob(".*.tmp"))
+
+
+def test_a_view_whose_links_broke_is_built_again(tmp_path: Path, lexicon: Lexicon) -> None:
+    model = build_skeleton(tmp_path / "model")
+    view = model_view(model, WORDS, lexicon, tmp_path / "views")
+    (view / "am").unlink()
+    (view / "am").symlink_to(tmp_path / "gone")
+    again = model_view(model, WORDS, lexicon, tmp_path / "views")
+    assert again == view and (again / "am" / "final.mdl").is_file()
+
+
+def test_a_model_without_a_binary_word_table_keeps_its_own_grammar(tmp_path: Path) -> None:
+    model = build_skeleton(tmp_path / "model")
+    view = model_view(model, WORDS, None, tmp_path / "views")
+    assert (view / "graph" / "Gr.fst").resolve() == (model / "graph" / "Gr.fst").resolve()
+    assert (view / "conf" / "mfcc.conf").read_text().endswith("--dither=0\n")
+
+
+def test_a_cache_that_is_a_file_is_a_view_error(tmp_path: Path, lexicon: Lexicon) -> None:
+    model = build_skeleton(tmp_path / "model")
+    (tmp_path / "views").write_text("not a folder")
+    with pytest.raises(ViewError, match=str(tmp_path / "views")):
+        model_view(model, WORDS, lexicon, tmp_path / "views")
