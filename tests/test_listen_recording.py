@@ -17,6 +17,9 @@ from coach.audio import AudioBlock
 from coach.cli import main
 from coach.errors import CoachError
 from coach.listen.commands import Command, CommandEvent
+from coach.listen.listener import Listener
+from coach.listen.vocabulary import load_vocabulary
+from coach.listen.vosk_engine import VoskEngine, VoskModel
 from coach.listen_recording import ListenRecording, read_notes
 from coach.live import EchoReference, Hearing, PlayedSentences
 
@@ -103,9 +106,12 @@ def test_a_full_disk_stops_the_recording_not_the_listening(tmp_path: Path) -> No
 
 @pytest.mark.vosk
 @pytest.mark.speech
-def test_a_recording_replays_through_the_listener_with_its_reference(
+def test_a_recording_replays_exactly_what_the_listener_heard(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The replay gives the very events (times, confidences) that the listener gave as the
+    # blocks came: Vosk's decodes repeat (test_listen_vosk.py), so a recording of a missed
+    # or false command replays as it happened.
     coach = concat([speak(COACH_TEXT, *COACH_VOICE), silence(1500)])
     word = speak("아파", *USER_VOICE)
     at = 1 * RATE  # where this sentence lets Vosk hear it (not everywhere: issue 4)
@@ -113,9 +119,13 @@ def test_a_recording_replays_through_the_listener_with_its_reference(
     said[at : at + len(word)] = word
     mic = mix(coach, said, rms(coach) / rms(word))  # PAIN over the coach's echo at 0 dB
     recording = ListenRecording(tmp_path)
+    listener = Listener(VoskEngine(VoskModel(ko_model_dir()), load_vocabulary("ko")))
+    live: list[CommandEvent] = []
     for start in range(0, len(mic), 320):
         text = COACH_TEXT if start < len(coach) - 1500 * 16 else None
-        recording.write(mic[start : start + 320], coach[start : start + 320], text)
+        mic_block, coach_block = mic[start : start + 320], coach[start : start + 320]
+        recording.write(mic_block, coach_block, text)
+        live += listener.feed(mic_block, coach_block, text)
     recording.close()
     changes, moves = read_notes(tmp_path / "listen.wav")
     assert [text for _, text in changes] == [COACH_TEXT, None] and not moves
@@ -128,6 +138,7 @@ def test_a_recording_replays_through_the_listener_with_its_reference(
     events = [json.loads(line) for line in out.out.splitlines()]
     assert [e["command"] for e in events] == ["PAIN"]
     assert at * 1000 // RATE < events[0]["word_end_ms"] < events[0]["detected_ms"]
+    assert events == [event.to_json() for event in live]
 
 
 def test_with_reference_refuses_a_plain_recording(

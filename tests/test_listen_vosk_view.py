@@ -6,6 +6,8 @@ decoding through a view is tested in test_listen_vosk.py.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -84,6 +86,24 @@ def test_a_view_whose_links_broke_is_built_again(tmp_path: Path, lexicon: Lexico
     (view / "am").symlink_to(tmp_path / "gone")
     again = model_view(model, WORDS, lexicon, tmp_path / "views")
     assert again == view and (again / "am" / "final.mdl").is_file()
+
+
+def test_views_built_at_once_by_several_builders_all_end_up_complete(
+    tmp_path: Path, lexicon: Lexicon
+) -> None:
+    model = build_skeleton(tmp_path / "model")
+    views = tmp_path / "views"
+    start = threading.Barrier(4)
+
+    def build() -> Path:
+        start.wait()
+        return model_view(model, WORDS, lexicon, views)
+
+    with ThreadPoolExecutor(4) as pool:
+        built = list(pool.map(lambda _: build(), range(4)))
+    assert len(set(built)) == 1
+    assert [p.name for p in views.iterdir()] == [built[0].name]
+    assert (built[0] / "conf" / "mfcc.conf").read_text().endswith("--dither=0\n")
 
 
 def test_a_model_without_a_binary_word_table_keeps_its_own_grammar(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ process-wide ``rand()``, so no decode repeated; this one comes from the engine's
 generator, seeded alike for every engine, so the same audio gives the same results."""
 
 DITHER_SEED = 0
+"""Every engine's dither starts from this seed: the same stream, the same noise."""
 
 RECONSIDER_READINGS = 3
 """Readings (n-best) a second opinion lists: the person's word was a close second."""

@@ -13,10 +13,11 @@ Every file of the model is linked, not copied, except two, which the view replac
   every other recognizer that ran before it in the process, or beside it on another
   thread: the same audio decoded twice gave different confidences, and sometimes
   different words. Without it, a decode repeats exactly; the engine dithers the audio
-  itself, with noise of its own (VoskEngine's ``dither``).
+  itself, with noise from a generator of its own (``DITHER_RMS`` in vosk_engine.py).
 
 Views live in the user cache, one folder per model and word set (a few kB). A view is
-built in a temporary folder and renamed into place, so a reader never sees half of one.
+built in a temporary folder and renamed into place, so a reader never sees half of one,
+and two processes building the same view both end up with it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import json
 import os
 import shutil
 import struct
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -67,15 +69,16 @@ def model_view(model: Path, words: Iterable[str], lexicon: Lexicon | None, root:
         if _complete(view):
             return view
         root.mkdir(parents=True, exist_ok=True)
-        building = root / f".{view.name}.{os.getpid()}.tmp"
+        mine = f"{os.getpid()}.{threading.get_ident()}"
+        building = root / f".{view.name}.{mine}.tmp"
         shutil.rmtree(building, ignore_errors=True)
         replaced: dict[str, bytes] = {"conf/mfcc.conf": _without_dither(mfcc)}
         if trim:
             assert lexicon is not None
             replaced["graph/Gr.fst"] = word_table_fst(lexicon.keys(kept))
         _link_tree(model, building, replaced)
-        if view.exists():  # built before, but a link broke: set it aside
-            stale = root / f".{view.name}.{os.getpid()}.stale"
+        if view.exists() and not _complete(view):  # a link broke since: set it aside
+            stale = root / f".{view.name}.{mine}.stale"
             with contextlib.suppress(FileNotFoundError):  # another process did it first
                 view.rename(stale)
             shutil.rmtree(stale, ignore_errors=True)
