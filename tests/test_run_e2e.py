@@ -266,7 +266,8 @@ def phrase_pcm(text: str) -> npt.NDArray[np.float64]:
     reason=(
         "not yet reliable (issue 5). PAIN's silence is read at the speaker (the output's "
         "monitor). vosk-ko passes idle (240-270 ms); in full suites it passed 9 of 14 runs "
-        "(sessions 10-12: 230-280 ms) and failed on the tail: the listener 100-135 ms behind "
+        "in sessions 10-12 and all 4 in session 13 (230-280 ms), and failed on the tail "
+        "(a failed run's recording now replays exactly): the listener 100-135 ms behind "
         "the microphone at the PAIN (decoding a long utterance again for a second opinion, "
         "up to 210 ms, done ahead on a second thread since session 12; or after an undone "
         "early endpoint, up to 150 ms), or a late recognition (session 11, a CI "
