@@ -182,7 +182,6 @@ class VoskEngine:
         grammar = [p for _, p in vocabulary.all_phrases()] + list(vocabulary.garbage)
         if unknown is not None:
             grammar.append(unknown)
-        self._model = model
         self._grammar = json.dumps(grammar, ensure_ascii=False)
         self._vosk_model = model.load({word for phrase in grammar for word in phrase.split()})
         self._dither = np.random.default_rng(DITHER_SEED)
@@ -220,10 +219,9 @@ class VoskEngine:
         pcm = self._dithered(pcm)
         self._samples += int(pcm.size)
         if self._utterance_audio is not None:
-            block = pcm
-            self._utterance_audio.append(block)
+            self._utterance_audio.append(pcm)  # a new array: _dithered made it
             if self._shadow is not None:
-                self._shadow.feed(block)
+                self._shadow.feed(pcm)
             if len(self._utterance_audio) * len(pcm) > REWIND_MAX_MS * SAMPLE_RATE_HZ // 1000:
                 self._utterance_audio = None
                 self._drop_shadow()

@@ -24,10 +24,9 @@ class Shadow:
     own thread (``worker``, one thread, so its blocks arrive in order) once a voice is
     heard in it (:meth:`wake`).
 
-    It makes exactly the calls a fresh recognizer decoding the utterance afterwards
-    would (Vosk's results depend on the calls made, partial results included: it asks
-    none), so its readings are the same, only ready sooner (tests/test_listen_vosk.py
-    compares them).
+    It hears exactly the blocks a fresh recognizer decoding the utterance afterwards
+    would, and Vosk's decodes repeat (coach/listen/vosk_view.py), so its readings are the
+    same, only ready sooner (tests/test_listen_vosk.py compares them).
     """
 
     def __init__(
