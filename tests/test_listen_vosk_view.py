@@ -6,7 +6,10 @@ decoding through a view is tested in test_listen_vosk.py.
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,7 +17,14 @@ import pytest
 from models_support import build_skeleton, real_model_dir
 
 from coach.listen.lexicon import Lexicon, fst_output_table, model_lexicon
-from coach.listen.vosk_view import SPECIAL_WORDS, ViewError, model_view, word_table_fst
+from coach.listen.vosk_view import (
+    LEFTOVER_AGE_S,
+    SPECIAL_WORDS,
+    ViewError,
+    model_view,
+    prune_views,
+    word_table_fst,
+)
 
 WORDS = ["아파", "멈춰", "다음", "<UNK>"]
 
@@ -118,3 +128,27 @@ def test_a_cache_that_is_a_file_is_a_view_error(tmp_path: Path, lexicon: Lexicon
     (tmp_path / "views").write_text("not a folder")
     with pytest.raises(ViewError, match=str(tmp_path / "views")):
         model_view(model, WORDS, lexicon, tmp_path / "views")
+
+
+def test_views_of_a_model_that_is_gone_and_dead_builders_leftovers_are_pruned(
+    tmp_path: Path, lexicon: Lexicon
+) -> None:
+    kept_model = build_skeleton(tmp_path / "kept")
+    gone_model = build_skeleton(tmp_path / "gone")
+    views = tmp_path / "views"
+    kept = model_view(kept_model, WORDS, lexicon, views)
+    gone = model_view(gone_model, WORDS, lexicon, views)
+    shutil.rmtree(gone_model)
+    dead = views / ".dead-builder.tmp"
+    dead.mkdir()
+    old = time.time() - LEFTOVER_AGE_S - 60
+    os.utime(dead, (old, old))
+    at_work = views / ".busy-builder.tmp"
+    at_work.mkdir()
+    other = model_view(kept_model, WORDS[:2], lexicon, views)  # building one prunes
+    assert sorted(p.name for p in views.iterdir()) == sorted(
+        [kept.name, other.name, at_work.name]
+    )
+    assert not gone.exists() and not dead.exists()
+    assert prune_views(views) == []
+    assert prune_views(tmp_path / "no-views-yet") == []

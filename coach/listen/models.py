@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from coach.errors import CoachError
+from coach.listen.vosk_view import prune_views, views_root
 from coach.paths import data_dir
 
 MODEL_ENV = "COACH_VOSK_MODEL"
@@ -649,6 +650,7 @@ def remove_model(name: str) -> Path:
             os.replace(path, staging / "removed")
         except OSError as err:
             raise CoachError(f"cannot remove {path}: {err.strerror}") from err
+    prune_views(views_root())  # the views that led to it
     return path
 
 

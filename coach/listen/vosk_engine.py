@@ -18,8 +18,7 @@ from coach.listen.engine import SAMPLE_RATE_HZ, Hypothesis, PcmBlock, Word
 from coach.listen.lexicon import Lexicon, model_lexicon
 from coach.listen.vocabulary import Vocabulary
 from coach.listen.vosk_shadow import Shadow
-from coach.listen.vosk_view import ViewError, model_view
-from coach.paths import cache_dir
+from coach.listen.vosk_view import ViewError, model_view, views_root
 
 _log = logging.getLogger(__name__)
 
@@ -115,7 +114,7 @@ class VoskModel:
 
         vosk.SetLogLevel(-1)
         try:
-            folder = model_view(self.path, wanted, self.words, cache_dir() / "vosk-views")
+            folder = model_view(self.path, wanted, self.words, views_root())
         except ViewError as err:
             _log.warning("%s; loading the model's own folder (more memory)", err)
             folder = self.path

@@ -17,7 +17,9 @@ Every file of the model is linked, not copied, except two, which the view replac
 
 Views live in the user cache, one folder per model and word set (a few kB). A view is
 built in a temporary folder and renamed into place, so a reader never sees half of one,
-and two processes building the same view both end up with it.
+and two processes building the same view both end up with it. Views whose model has gone
+(removed or moved) are pruned when a new view is built and when a model is
+removed (``prune_views``).
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ import os
 import shutil
 import struct
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from coach.listen.lexicon import FST_MAGIC, SYMBOL_TABLE_MAGIC, Lexicon
+from coach.paths import cache_dir
 
 VIEW_VERSION = 1
 """Part of each view's name: a change to what views hold gives new names."""
@@ -42,8 +46,16 @@ SPECIAL_WORDS = ("<eps>", "!SIL", "<UNK>", "<unk>", "[unk]", "<s>", "</s>", "#0"
 
 DITHER_OPTION = "--dither=0"
 
+LEFTOVER_AGE_S = 3600
+"""A builder's temporary folder older than this was left by a process that died."""
+
 _VECTOR_FST_VERSION = 2
 _HAS_OUTPUT_SYMBOLS = 2
+
+
+def views_root() -> Path:
+    """Where views live: the user cache's ``vosk-views`` folder."""
+    return cache_dir() / "vosk-views"
 
 
 class ViewError(OSError):
@@ -88,9 +100,37 @@ def model_view(model: Path, words: Iterable[str], lexicon: Lexicon | None, root:
             shutil.rmtree(building, ignore_errors=True)
             if not _complete(view):
                 raise
+        prune_views(root)
         return view
     except OSError as err:
         raise ViewError(f"could not write a view of {model} under {root}: {err}") from err
+
+
+def prune_views(root: Path, *, now: float | None = None) -> list[Path]:
+    """Delete the views under ``root`` that lead to a model no longer there (a link broke:
+    the model was removed or moved), and temporary folders a builder left
+    over ``LEFTOVER_AGE_S`` ago; the paths deleted. Best effort: what cannot be deleted
+    now stays for the next time.
+    """
+    now = time.time() if now is None else now
+    pruned: list[Path] = []
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return pruned
+    for entry in entries:
+        try:
+            if entry.name.startswith("."):
+                stale = now - entry.lstat().st_mtime > LEFTOVER_AGE_S
+            else:
+                stale = entry.is_dir() and not _complete(entry)
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+            if not entry.exists():
+                pruned.append(entry)
+    return pruned
 
 
 def word_table_fst(symbols: dict[str, int]) -> bytes:
