@@ -13,7 +13,9 @@ Corpora (every figure says where it comes from: REAL human speech or SYNTHetic e
    signal and playing text), at 0 dB and 6 dB command-to-speech ratio, with the speech
    reaching the mic directly and through a synthetic room (delay + reverberant tail).
 4. Self-trigger (SYNTH): the full rendered default session fed as microphone and
-   reference: must give 0 commands; again with room echo on the microphone copy.
+   reference: must give 0 commands; again with room echo on the microphone copy (two
+   rooms), and with the room changing halfway through, unannounced. Each session is
+   heard by a listener of its own, as in `coach run`.
 
 Each engine runs in its own process (so peak memory is that engine's), feeding 20 ms
 blocks through ``coach.listen.Listener`` as the live session does. Example:
@@ -276,10 +278,16 @@ def bargein_set(work: Path, language: str, quick: bool, seed: int) -> Path:
     return out
 
 
+MOVED = "room-a>c"
+"""The self-trigger stream whose echo path changes halfway, from room-a to room-c, as if
+the speaker were moved, without telling the listener."""
+
+
 def session_set(work: Path, quick: bool, seed: int) -> Path:
-    """The default routine rendered by coach.track as mic + reference; with room echo too."""
+    """The default routine rendered by coach.track as mic + reference; with room echo too,
+    and (not quick) with the room changing halfway through (``MOVED``)."""
     tag = "quick" if quick else "full"
-    out = work / f"selftrigger-{tag}.json"
+    out = work / f"selftrigger-2-{tag}.json"
     if out.is_file():
         return out
     from coach.track import render_track
@@ -300,8 +308,9 @@ def session_set(work: Path, quick: bool, seed: int) -> Path:
     streams: list[StreamSpec] = []
     ref_path = work / "wav" / f"session-ref-{tag}.wav"
     cl.write_wav(ref_path, ref)
+    mics: dict[str, cl.Audio] = {}
     for path in rooms:
-        rng = np.random.default_rng([seed, len(streams)])
+        rng = np.random.default_rng([seed, len(mics)])
         if path == "direct":
             mic = ref.copy()
         else:
@@ -309,6 +318,11 @@ def session_set(work: Path, quick: bool, seed: int) -> Path:
             mic = cl.apply_echo(ref, cl.room_impulse_response(rng, delay_ms=delay_ms,
                                                               rt60_ms=rt60_ms))
             mic = mic + cl.room_noise(len(mic), rng)
+        mics[path] = mic
+    if not quick:
+        half = len(ref) // 2
+        mics[MOVED] = np.concatenate([mics["room-a"][:half], mics["room-c"][half:]])
+    for path, mic in mics.items():
         mic_path = work / "wav" / f"session-mic-{path}-{tag}.wav"
         cl.write_wav(mic_path, mic)
         streams.append(StreamSpec(path, str(mic_path), str(ref_path), "session", path, [],
@@ -345,6 +359,20 @@ def playing_text(spans: Sequence[Sequence[Any]], start_ms: int, end_ms: int) -> 
         if int(s[0]) <= end_ms and int(s[1]) + ECHO_TAIL_MS >= start_ms:
             return str(s[2])
     return None
+
+
+def heard_together(streams: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The streams one listener hears one after another: a whole session is heard by a
+    listener of its own, as in `coach run` (until session 14 the set's three rooms were
+    one stream to the listener, its echo path changing twice without a word); the other
+    streams of a set by one listener, in order."""
+    groups: list[list[dict[str, Any]]] = []
+    for stream in streams:
+        if stream["kind"] == "session" or not groups or groups[-1][-1]["kind"] == "session":
+            groups.append([stream])
+        else:
+            groups[-1].append(stream)
+    return groups
 
 
 def local_events(events: Sequence[Any], lo: int, hi: int, last: bool) -> list[dict[str, Any]]:
@@ -397,47 +425,49 @@ def run_worker(engine_name: str, language: str, model: str | None, set_paths: li
     block = block_ms * cl.SAMPLE_RATE_HZ // 1000
     for set_path in set_paths:
         spec = load_set(Path(set_path))
-        listener = first if first is not None else new_listener(choice)
-        first = None
         proc_s = cpu_s = 0.0
         audio_ms = 0
         streams_out = []
-        offset_ms = 0
-        stream_starts: list[tuple[int, int, str]] = []
-        all_events: list[Any] = []
-        for stream in spec["streams"]:
-            mic = cl.read_wav_int16(Path(stream["mic"]))
-            ref = cl.read_wav_int16(Path(stream["ref"])) if stream["ref"] else None
-            spans = [(int(a) + offset_ms, int(b) + offset_ms, t) for a, b, t in stream["spans"]]
+        for group in heard_together(spec["streams"]):
+            listener = first if first is not None else new_listener(choice)
+            first = None
+            offset_ms = 0
+            stream_starts: list[tuple[int, int, str]] = []
+            all_events: list[Any] = []
+            for stream in group:
+                mic = cl.read_wav_int16(Path(stream["mic"]))
+                ref = cl.read_wav_int16(Path(stream["ref"])) if stream["ref"] else None
+                spans = [(int(a) + offset_ms, int(b) + offset_ms, t)
+                         for a, b, t in stream["spans"]]
+                t0, c0 = time.perf_counter(), time.process_time()
+                for i in range(0, len(mic), block):
+                    m = mic[i : i + block]
+                    if ref is not None:
+                        r = ref[i : i + block]
+                        if len(r) < len(m):
+                            r = np.concatenate([r, np.zeros(len(m) - len(r), np.int16)])
+                        start_ms = offset_ms + i * 1000 // cl.SAMPLE_RATE_HZ
+                        text = playing_text(spans, start_ms, start_ms + block_ms)
+                        all_events += listener.feed(m, r, text)
+                    else:
+                        all_events += listener.feed(m)
+                proc_s += time.perf_counter() - t0
+                cpu_s += time.process_time() - c0
+                n_ms = len(mic) * 1000 // cl.SAMPLE_RATE_HZ
+                stream_starts.append((offset_ms, offset_ms + n_ms, stream["id"]))
+                offset_ms += n_ms
+                audio_ms += n_ms
+                peak = max(peak, rss_mb())
             t0, c0 = time.perf_counter(), time.process_time()
-            for i in range(0, len(mic), block):
-                m = mic[i : i + block]
-                if ref is not None:
-                    r = ref[i : i + block]
-                    if len(r) < len(m):
-                        r = np.concatenate([r, np.zeros(len(m) - len(r), np.int16)])
-                    start_ms = offset_ms + i * 1000 // cl.SAMPLE_RATE_HZ
-                    text = playing_text(spans, start_ms, start_ms + block_ms)
-                    all_events += listener.feed(m, r, text)
-                else:
-                    all_events += listener.feed(m)
+            all_events += listener.finish()
             proc_s += time.perf_counter() - t0
             cpu_s += time.process_time() - c0
-            n_ms = len(mic) * 1000 // cl.SAMPLE_RATE_HZ
-            stream_starts.append((offset_ms, offset_ms + n_ms, stream["id"]))
-            offset_ms += n_ms
-            audio_ms += n_ms
-            peak = max(peak, rss_mb())
-        t0, c0 = time.perf_counter(), time.process_time()
-        all_events += listener.finish()
-        proc_s += time.perf_counter() - t0
-        cpu_s += time.process_time() - c0
-        dropped = list(listener.dropped)
-        for lo, hi, sid in stream_starts:
-            last = hi == offset_ms  # events after the end (from finish) belong to the last
-            streams_out.append({"id": sid,
-                                "events": local_events(all_events, lo, hi, last),
-                                "dropped": local_events(dropped, lo, hi, last)})
+            dropped = list(listener.dropped)
+            for lo, hi, sid in stream_starts:
+                last = hi == offset_ms  # events after the end (from finish) belong to the last
+                streams_out.append({"id": sid,
+                                    "events": local_events(all_events, lo, hi, last),
+                                    "dropped": local_events(dropped, lo, hi, last)})
         result = {"set": set_path, "proc_s": proc_s, "cpu_s": cpu_s, "audio_s": audio_ms / 1000,
                   "streams": streams_out,
                   "peak_rss_mb": max(peak, peak_rss_mb())}

@@ -51,6 +51,57 @@ def test_a_direct_echo_is_still_removed_with_replay() -> None:
     assert _reduction_db(EchoCanceller(), coach, coach, 2.0, 4.0) >= 20.0
 
 
+def _reverberant(signal: np.ndarray) -> np.ndarray:
+    """A reverberant room (eval_listener's room-c): 80 ms delay, then a tail whose energy
+    falls 60 dB in 500 ms, so most of the echo arrives after the first 200 ms."""
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng(3)
+    response = np.zeros(16 * 560)
+    response[16 * 80] = 0.6
+    t = np.arange(16 * 480) / 16000
+    tail = rng.standard_normal(t.size) * np.exp(-6.91 * t / 0.5)
+    response[16 * 80 :] += 0.25 * tail / np.sqrt(np.sum(tail**2))
+    echo = fftconvolve(signal.astype(np.float64), response)[: len(signal)]
+    return np.clip(echo, -32768, 32767).astype(np.int16)
+
+
+SENTENCES = ["좋아요 천천히 다리를 들어 올리세요", "다음 동작으로 넘어가기 전에 잠시 숨을 쉬세요",
+             "아프거나 저리면 멈추세요", "하나 둘 셋 넷 다섯", "좋아요 잘 하고 있어요"]
+
+
+@pytest.fixture(scope="module")
+def coach_talking() -> np.ndarray:
+    """About 14 s of the coach's voice: past the canceller's learning (8 s of playback)."""
+    parts = [speak(text, *COACH_VOICE) for text in SENTENCES * 2]
+    return concat([p for part in parts for p in (part, silence(200))])
+
+
+def test_the_long_filter_takes_over_a_reverberant_rooms_echo_once_learnt(
+    coach_talking: np.ndarray,
+) -> None:
+    mic = _reverberant(coach_talking)
+    both = EchoCanceller()
+    young = _reduction_db(both, mic[: 5 * 16000], coach_talking[: 5 * 16000], 3.0, 5.0)
+    assert both.using_short  # while young, the short filter (it learns faster)
+    rest = _reduction_db(both, mic[5 * 16000 :], coach_talking[5 * 16000 :], 6.0, 9.0)
+    assert not both.using_short
+    short_only = EchoCanceller(filter_ms=200, short_filter_ms=None)
+    assert _reduction_db(short_only, mic[: 5 * 16000], coach_talking[: 5 * 16000], 3.0, 5.0) == (
+        pytest.approx(young)
+    )
+    late = _reduction_db(short_only, mic[5 * 16000 :], coach_talking[5 * 16000 :], 6.0, 9.0)
+    assert rest >= late + 3.0  # the 200 ms filter leaves the room's late echo
+    both.relearn()  # the echo path moved: young again
+    assert both.using_short
+
+
+def test_a_direct_echo_keeps_the_short_filter(coach_talking: np.ndarray) -> None:
+    both = EchoCanceller()
+    assert _reduction_db(both, coach_talking, coach_talking, 10.0, 14.0) >= 20.0
+    assert both.using_short
+
+
 # -- residual echo suppression -----------------------------------------------------------------
 
 
