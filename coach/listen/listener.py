@@ -153,12 +153,12 @@ class Listener:
         """Over the coach's voice, close early only an utterance whose residual after echo
         cancellation keeps this share of the microphone energy (a person, not echo). A
         person as loud as the coach keeps about half, less when the utterance takes in a
-        burst of the coach's echo just before the word: 0.47 in a test's "아야" once the
-        canceller modelled 400 ms of echo (ECHO_FILTER_MS), and the 0.5 of before then
-        left it to the partial result, 160 ms later. Bursts of the coach's echo alone
-        kept 0.01-0.24 there. At 0.4 rather than 0.5, bench_barge_in (25 sentences) heard
-        the same commands, PAIN and STOP at 0 dB sooner: p95 290 -> 256 ms from the word's
-        end (direct), 364 -> 169 ms (room-a)."""
+        burst of the coach's echo just before the word: 0.47 in a test's "아야" with the
+        400 ms echo filter alone (ECHO_FILTER_MS), and the 0.5 of before then left it to
+        the partial result, 160 ms later. Bursts of the coach's echo alone kept 0.01-0.24
+        there. At 0.4 rather than 0.5 (with that filter), bench_barge_in (25 sentences)
+        heard the same commands, PAIN and STOP at 0 dB sooner: p95 290 -> 256 ms from the
+        word's end (direct), 364 -> 169 ms (room-a)."""
         self._endpointed_end_ms = -1
         """Where the utterance ended when the early endpoint last judged it: once per end,
         so a blocked look at the coach's echo just before a word does not use up the

@@ -18,8 +18,8 @@ Every file of the model is linked, not copied, except two, which the view replac
 Views live in the user cache, one folder per model and word set (a few kB). A view is
 built in a temporary folder and renamed into place, so a reader never sees half of one,
 and two processes building the same view both end up with it. Views whose model has gone
-(removed or moved) are pruned when a new view is built and when a model is
-removed (``prune_views``).
+(removed or moved) are pruned when a new view is built and when a model is removed
+(``prune_views``).
 """
 
 from __future__ import annotations
@@ -106,13 +106,13 @@ def model_view(model: Path, words: Iterable[str], lexicon: Lexicon | None, root:
         raise ViewError(f"could not write a view of {model} under {root}: {err}") from err
 
 
-def prune_views(root: Path, *, now: float | None = None) -> list[Path]:
+def prune_views(root: Path) -> list[Path]:
     """Delete the views under ``root`` that lead to a model no longer there (a link broke:
-    the model was removed or moved), and temporary folders a builder left
-    over ``LEFTOVER_AGE_S`` ago; the paths deleted. Best effort: what cannot be deleted
+    the model was removed or moved), and temporary folders a builder left over
+    ``LEFTOVER_AGE_S`` ago; the paths deleted. Best effort: what cannot be deleted
     now stays for the next time.
     """
-    now = time.time() if now is None else now
+    now = time.time()
     pruned: list[Path] = []
     try:
         entries = sorted(root.iterdir())
