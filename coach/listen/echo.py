@@ -84,7 +84,8 @@ class EchoCanceller:
     a few ms of CPU per second. ``replay_ms=0`` turns it off.
 
     Two filters run side by side: ``filter_ms`` long (a reverberant room's late echo,
-    ECHO_FILTER_MS) and ``short_filter_ms`` (None: not run). The short one's residual is
+    ECHO_FILTER_MS) and ``short_filter_ms`` (not run when None or not shorter: a listener
+    built with ``echo_filter_ms=200`` has the one filter of before). The short one's residual is
     used while the canceller is young (``learn_ms`` of playback), then the residual of
     whichever filter has left less energy over the last ~300 ms (by 1 dB, so they do not
     take turns on every frame). A direct or short echo path is cancelled as well by the
