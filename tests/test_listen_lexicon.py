@@ -7,13 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from coach.listen.lexicon import (
-    _SEARCH_SLICE_BYTES,
-    FST_MAGIC,
-    SYMBOL_TABLE_MAGIC,
-    _entries,
-    model_lexicon,
-)
+from coach.listen.lexicon import _SEARCH_SLICE_BYTES, _entries, model_lexicon
+from coach.listen.openfst import FST_MAGIC, SYMBOL_TABLE_MAGIC
 
 WORDS = ["<eps>", "다음", "그만", "no", "next", "nexts", "stop", "<UNK>", "#0", "<s>", "</s>"]
 

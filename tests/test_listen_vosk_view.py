@@ -1,13 +1,16 @@
-"""The model view coach hands to Vosk: links to the model, a trimmed word table, no dither.
+"""The model view coach hands to Vosk: links to the model, a trimmed word table and graph,
+no dither.
 
 Structural tests on a copy of the real model's layout (big files stubbed); the real model
-decoding through a view is tested in test_listen_vosk.py.
+decoding through a view is tested in test_listen_vosk.py, and through a trimmed graph in
+test_listen_graph_trim.py.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -86,7 +89,9 @@ def test_a_view_is_built_once_and_rebuilt_when_the_model_changes(
     changed = model_view(model, WORDS, lexicon, views)
     assert changed != first
     assert (changed / "conf" / "mfcc.conf").read_text() == "--use-energy=false\n--dither=0\n"
-    assert not list(views.glob(".*.tmp"))
+    (model / "graph" / "HCLr.fst").write_bytes(b"another graph")
+    assert model_view(model, WORDS, lexicon, views) not in (first, changed)
+    assert not list(views.glob(".*.tmp")) and not list(views.glob(".*.hcl"))
 
 
 def test_a_view_whose_links_broke_is_built_again(tmp_path: Path, lexicon: Lexicon) -> None:
@@ -121,6 +126,16 @@ def test_a_model_without_a_binary_word_table_keeps_its_own_grammar(tmp_path: Pat
     view = model_view(model, WORDS, None, tmp_path / "views")
     assert (view / "graph" / "Gr.fst").resolve() == (model / "graph" / "Gr.fst").resolve()
     assert (view / "conf" / "mfcc.conf").read_text().endswith("--dither=0\n")
+
+
+def test_a_graph_that_cannot_be_trimmed_for_another_reason_is_a_view_error(
+    tmp_path: Path, lexicon: Lexicon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = build_skeleton(tmp_path / "model")
+    monkeypatch.setattr(sys, "executable", shutil.which("false"))  # the trimmer fails
+    with pytest.raises(ViewError, match=r"could not trim .*HCLr\.fst: exit status 1"):
+        model_view(model, WORDS, lexicon, tmp_path / "views")
+    assert [p.name for p in (tmp_path / "views").iterdir()] == []
 
 
 def test_a_cache_that_is_a_file_is_a_view_error(tmp_path: Path, lexicon: Lexicon) -> None:

@@ -13,14 +13,16 @@ from collections.abc import Container, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-FST_MAGIC = 2125659606
-SYMBOL_TABLE_MAGIC = 2125658996
-_HAS_INPUT_SYMBOLS = 1
-_HAS_OUTPUT_SYMBOLS = 2
+from coach.listen.openfst import (
+    HAS_INPUT_SYMBOLS,
+    HAS_OUTPUT_SYMBOLS,
+    HEADER_BYTES_MAX,
+    SYMBOL_TABLE_MAGIC,
+    Header,
+)
+
 _SEARCH_SLICE_BYTES = 1 << 18
 """Bytes searched per call (about 0.1 ms): the audio thread gets the lock in between."""
-_HEADER_BYTES_MAX = 4096
-"""More than an OpenFst header (magic, two short type names, counts) ever needs."""
 
 
 class Lexicon(Container[str]):
@@ -102,13 +104,13 @@ def fst_output_table(path: Path) -> bytes:
     Otherwise the output table is walked entry by entry, which is slow on a large model.
     """
     with path.open("rb") as stream:
-        head = stream.read(_HEADER_BYTES_MAX)
-        at = _skip_fst_header(head)
-        (flags,) = struct.unpack_from("<i", head, at - 36)
-        if not flags & _HAS_OUTPUT_SYMBOLS:
+        head = stream.read(HEADER_BYTES_MAX)
+        header, at = Header.read(head)
+        flags = header.flags
+        if not flags & HAS_OUTPUT_SYMBOLS:
             raise ValueError("no output symbols")
         stream.seek(at)
-        if not flags & _HAS_INPUT_SYMBOLS:
+        if not flags & HAS_INPUT_SYMBOLS:
             return _walk_table(stream)
         magic = struct.pack("<i", SYMBOL_TABLE_MAGIC)
         first = _read_until(stream, magic, skip=len(magic))
@@ -169,17 +171,3 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes:
     if len(data) != size:
         raise ValueError("truncated")
     return data
-
-
-def _skip_fst_header(head: bytes) -> int:
-    """The offset just after the header's fixed fields (where symbol tables start)."""
-    (magic,) = struct.unpack_from("<i", head, 0)
-    if magic != FST_MAGIC:
-        raise ValueError("not an OpenFst file")
-    at = 4
-    for _ in range(2):  # fst type, arc type
-        (length,) = struct.unpack_from("<i", head, at)
-        if not 0 <= length < 256:
-            raise ValueError("bad header string")
-        at += 4 + length
-    return at + 4 + 4 + 8 + 8 + 8 + 8  # version, flags, properties, start, states, arcs

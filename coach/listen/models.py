@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import stat
-import struct
 import tempfile
 import urllib.error
 import urllib.parse
@@ -25,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from coach.errors import CoachError
+from coach.listen.openfst import HAS_OUTPUT_SYMBOLS, HEADER_BYTES_MAX, FormatError, Header
 from coach.listen.vosk_view import prune_views, views_root
 from coach.paths import data_dir
 
@@ -346,26 +346,14 @@ def _missing_in_model(path: Path) -> list[str]:
     return missing
 
 
-_FST_MAGIC = 2125659606
-_FST_HAS_OUTPUT_SYMBOLS = 2
-
-
 def _fst_has_output_symbols(path: Path) -> bool:
     """Whether an OpenFst file embeds its output symbol table (read from its header)."""
     try:
         with path.open("rb") as file:
-            magic, type_len = struct.unpack("<ii", file.read(8))
-            if magic != _FST_MAGIC or not 0 <= type_len < 256:
-                return False
-            file.seek(type_len, os.SEEK_CUR)
-            (arc_len,) = struct.unpack("<i", file.read(4))
-            if not 0 <= arc_len < 256:
-                return False
-            file.seek(arc_len, os.SEEK_CUR)
-            _version, flags = struct.unpack("<ii", file.read(8))
-    except (OSError, struct.error):
+            header, _ = Header.read(file.read(HEADER_BYTES_MAX))
+    except (OSError, FormatError):
         return False
-    return bool(flags & _FST_HAS_OUTPUT_SYMBOLS)
+    return bool(header.flags & HAS_OUTPUT_SYMBOLS)
 
 
 def verify_model_dir(path: Path) -> None:

@@ -104,7 +104,7 @@ class VoskModel:
     def load(self, words: Collection[str]) -> Any:
         """The ``vosk.Model`` for recognizers whose grammars use only ``words``: loaded
         through a view (coach/listen/vosk_view.py) that keeps only those words of the
-        model's table and turns Kaldi's dither off. Loaded once per word set; a set that
+        model's table and graph and turns Kaldi's dither off. Loaded once per word set; a set that
         an earlier load kept shares it."""
         wanted = frozenset(words)
         for kept, model in self._loaded:
