@@ -185,6 +185,43 @@ def test_no_second_opinion_when_the_early_final_weighed_the_command_word_itself(
     assert engine.reconsidered == 0 and engine.rewinds == 1
 
 
+@pytest.mark.parametrize(
+    ("readings", "heard", "rewinds"),
+    [
+        # "멈춰" (stop) heard as "넘겨" (skip), sure of it, with "멈춰" a close second
+        # (bench_barge_in, over the coach): STOP at the endpoint, not SKIP.
+        ([("넘겨", 1.0, 200), ("멈춰", 0.6, 200)], [Command.STOP], 0),
+        ([("넘겨", 1.0, 200), ("다음", 0.9, 200), ("아파", 0.5, 200)], [Command.PAIN], 0),
+        # No urgent reading close enough: decoded again whole, where SKIP is heard.
+        ([("넘겨", 1.0, 200), ("멈춰", 0.3, 200)], [], 1),
+        ([("넘겨", 1.0, 200), ("다음", 0.9, 200)], [], 1),
+    ],
+)
+def test_a_sure_skip_or_next_with_a_close_second_reading_of_stop_is_a_stop(
+    readings: list[tuple[str, float, int]], heard: list[Command], rewinds: int
+) -> None:
+    mic = np.concatenate([silence(500), noise(400, 3000.0, 2), silence(600)])
+    engine = CoinTossEngine(readings, early="넘겨", early_confidence=0.95)
+    listener = Listener(engine)
+    events = feed(listener, mic)
+    assert engine.reconsidered == 1
+    assert [e.command for e in events] == heard
+    assert engine.rewinds == rewinds
+    # The SKIP the early final held is kept among the commands held back, once.
+    assert [e.command for e in listener.dropped] == [Command.SKIP]
+
+
+def test_any_other_command_in_the_early_final_gets_no_second_opinion() -> None:
+    # "다시" (REPEAT) and "잠깐" (PAUSE) do not move the session on: as before, a command
+    # word the engine weighed is not second-guessed.
+    mic = np.concatenate([silence(500), noise(400, 3000.0, 2), silence(600)])
+    for early in ("다시", "잠깐"):
+        engine = CoinTossEngine([(early, 1.0, 200), ("멈춰", 0.9, 200)], early=early,
+                                early_confidence=0.95)
+        assert feed(Listener(engine), mic) == []
+        assert engine.reconsidered == 0 and engine.rewinds == 1
+
+
 class PerfectCanceller(LeakyCanceller):
     """Removes the coach's echo entirely: an adapted canceller."""
 

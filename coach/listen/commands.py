@@ -30,6 +30,10 @@ class Command(StrEnum):
 URGENT_COMMANDS: frozenset[Command] = frozenset({Command.PAIN, Command.STOP})
 """Commands that must never be missed: they preempt everything in a session."""
 
+MOVING_ON_COMMANDS: frozenset[Command] = frozenset({Command.NEXT, Command.SKIP})
+"""Commands that take the session on to what comes next: heard in place of a STOP, they
+move on a person who asked to stop (see Listener._second_opinion)."""
+
 
 @dataclass(frozen=True)
 class CommandEvent:

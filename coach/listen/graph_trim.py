@@ -130,8 +130,9 @@ def _ranks(counts: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _reached(count: int, tails: np.ndarray, heads: np.ndarray, roots: Sequence[int]
-             | np.ndarray) -> np.ndarray:
+def _reached(
+    count: int, tails: np.ndarray, heads: np.ndarray, roots: Sequence[int] | np.ndarray
+) -> np.ndarray:
     """Which of ``count`` states a walk from ``roots`` along arcs tail -> head reaches."""
     order = np.argsort(tails, kind="stable")
     heads = heads[order]

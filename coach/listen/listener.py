@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from coach.listen.commands import URGENT_COMMANDS, Command, CommandEvent
+from coach.listen.commands import MOVING_ON_COMMANDS, URGENT_COMMANDS, Command, CommandEvent
 from coach.listen.echo import (
     CANCELLERS,
     ECHO_FILTER_MS,
@@ -22,7 +22,7 @@ from coach.listen.echo import (
     SelfWordGate,
     frame_energies,
 )
-from coach.listen.engine import SAMPLE_RATE_HZ, Engine, Hypothesis, PcmBlock
+from coach.listen.engine import SAMPLE_RATE_HZ, Engine, Hypothesis, PcmBlock, Word
 from coach.listen.judge import Judge, SpeechSpan, Threshold
 
 FRESH_START_QUIET_MS = 100
@@ -348,11 +348,23 @@ class Listener:
         coach's voice, softened by ``SECOND_OPINION_TEMPERATURE``, at most 1.2).
 
         Only where the best reading is no command at all, with a word the engine was
-        unsure of (below ``SECOND_OPINION_BELOW``: a sure reading is not a coin toss), and
-        not over the coach before the canceller has shown it removes the coach. A live
-        e2e run heard the coach's own first word, 0.7 s into the session, as "아야"
-        (conf 0.23, rightly rejected) and the readings had "아야" at 0.9 of "됐어": a
-        false PAIN. The same rule as the gate's (SelfWordGate.canceller_unproven).
+        unsure of (below ``SECOND_OPINION_BELOW``: a sure reading is not a coin toss), or
+        only a command that moves the session on (NEXT, SKIP: ``MOVING_ON_COMMANDS``),
+        however sure; and not over the coach before the canceller has shown it removes the
+        coach. A live e2e run heard the coach's own first word, 0.7 s into the session, as
+        "아야" (conf 0.23, rightly rejected) and the readings had "아야" at 0.9 of "됐어":
+        a false PAIN. The same rule as the gate's (SelfWordGate.canceller_unproven).
+
+        Why moving on: over the coach's voice, "멈춰" (stop) often comes out as "넘겨"
+        (skip). Where the engine was unsure of it (below SKIP's 0.8) and "멈춰" was a
+        close second, the STOP was lost: bench_barge_in heard 6 more of its 100 "멈춰"
+        (69 -> 75) with this rule, 122-252 ms after the word, and the same number of
+        "넘겨" and "넘어가" said over the coach (90 and 91 of 100). A STOP heard in place of
+        a SKIP only pauses; a SKIP in place of a STOP moves on a person who asked to stop.
+        Its 8 false SKIPs are not mended: the engine was sure of "넘겨" and listed no other
+        reading close enough. On eval_listener's synthetic set (no coach): one STOP fewer
+        and one NEXT more of 170 commands; an early result leaves the engine without the
+        adaptation to the voice that decoding the utterance again keeps.
         """
         reconsider: Callable[[], list[Hypothesis]] | None = getattr(
             self.engine, "reconsider", None
@@ -360,10 +372,11 @@ class Listener:
         if reconsider is None or span is None:
             return []
         words = [w for h in closed for w in h.words]
-        commands = self.engine.vocabulary.words()
-        if any(w.text in commands for w in words):
+        heard = self._commands_of(words)
+        moving_on = bool(heard) and heard <= MOVING_ON_COMMANDS
+        if heard and not moving_on:
             return []  # the engine weighed the command word itself and found it wanting
-        if not any(w.confidence < SECOND_OPINION_BELOW for w in words):
+        if not moving_on and not any(w.confidence < SECOND_OPINION_BELOW for w in words):
             return []
         if self.gate.canceller_unproven(self.energies, span.start_ms, span.end_ms):
             return []
@@ -371,6 +384,8 @@ class Listener:
         if self.energies.played_in(span.start_ms - ECHO_TAIL_MS, span.end_ms):
             readings = [_softened(r) for r in readings]
         for reading in readings:
+            if moving_on and not self._commands_of(reading.words) & URGENT_COMMANDS:
+                continue  # the moving-on reading itself: kept for the whole decode
             if self._overhangs([reading], span.end_ms):
                 continue
             events = self._urgent([reading], span)
@@ -379,6 +394,12 @@ class Listener:
             self.second_opinions += bool(events)
             return events
         return []
+
+    def _commands_of(self, words: Iterable[Word]) -> set[Command]:
+        """The commands whose phrases use any of ``words``."""
+        said = {w.text for w in words}
+        phrases = self.engine.vocabulary.all_phrases()
+        return {c for c, phrase in phrases if said & set(phrase.split())}
 
     def _rewound(self) -> list[CommandEvent]:
         """Undo the early endpoint: the engine decodes the utterance again, whole."""
