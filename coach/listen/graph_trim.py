@@ -25,6 +25,7 @@ that is already talking nor adds to its memory): exit status 0 when TARGET was w
 
 from __future__ import annotations
 
+import mmap
 import sys
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
@@ -74,7 +75,11 @@ def trim_lookahead(source: Path, labels: Collection[int], target: Path) -> Trimm
     ``labels`` (word ids of the model's word table). FormatError if ``source`` is not an
     ``olabel_lookahead`` graph over a ConstFst, or if no path from its start to an end
     outputs only those labels."""
-    graph = read_lookahead(source.read_bytes())
+    # Mapped, not read: the file's pages stay in the page cache, not in this process's heap.
+    # The mapping is not closed by hand: the arrays read from it view it until they go.
+    with source.open("rb") as file:
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    graph = read_lookahead(memoryview(mapped))
     part = _trimmed(graph, np.unique(np.asarray(sorted(labels), np.int32)))
     target.write_bytes(write_lookahead(part))
     return Trimmed(len(part.states), len(part.arcs), len(graph.states), len(graph.arcs))
@@ -96,11 +101,11 @@ def _trimmed(graph: LookaheadFst, labels: np.ndarray) -> LookaheadFst:
     nextstate = arcs["nextstate"]
     if len(arcs) and not (int(nextstate.min()) >= 0 and int(nextstate.max()) < count):
         raise FormatError("an arc of the lookahead graph leads to no state")
-    source = np.repeat(np.arange(count, dtype=np.int64), narcs)
+    source = np.repeat(np.arange(count, dtype=np.int32), narcs)
     allowed = (olabel == 0) | np.isin(olabel, labels)
     ends = np.flatnonzero(np.isfinite(states["final"]))
-    ahead = _reached(count, source[allowed], nextstate[allowed].astype(np.int64), [start])
-    behind = _reached(count, nextstate[allowed].astype(np.int64), source[allowed], ends)
+    ahead = _reached(count, source[allowed], nextstate[allowed], [start])
+    behind = _reached(count, nextstate[allowed], source[allowed], ends)
     kept = ahead & behind
     if not kept[start] or not np.isin(olabel[allowed & kept[source]], labels).any():
         raise FormatError("no path of the lookahead graph outputs only the words kept")
