@@ -3,7 +3,7 @@
 A Vosk model that takes run-time grammars decodes with ``graph/HCLr.fst`` (its acoustic
 states, phone contexts and lexicon in one FST, H∘C∘L) composed on the fly with a small
 language model built from the grammar. The small Korean model's HCLr spells all of its
-503,352 words: 2,070,278 states and 5,825,966 arcs, 181 MB on disk, and about 250 MB once
+503,352 words: 2,070,278 states and 5,825,966 arcs, 181 MB on disk, and about 260 MB once
 loaded (the per-state lookahead data costs more in memory than in the file). A grammar of
 coach's commands reaches 1,393 of those states.
 
