@@ -384,6 +384,27 @@ def local_events(events: Sequence[Any], lo: int, hi: int, last: bool) -> list[di
     ]
 
 
+def feed_stream(listener: Any, mic: np.ndarray, ref: np.ndarray | None,
+                spans: Sequence[Sequence[Any]], offset_ms: int, block_ms: int) -> list[Any]:
+    """Feed one stream to ``listener`` in ``block_ms`` blocks, telling it what the coach
+    was playing (``spans``, in the stream's clock; the listener's clock is ``offset_ms``
+    ahead); the CommandEvents."""
+    block = block_ms * cl.SAMPLE_RATE_HZ // 1000
+    spans = [(int(a) + offset_ms, int(b) + offset_ms, t) for a, b, t in spans]
+    events: list[Any] = []
+    for i in range(0, len(mic), block):
+        m = mic[i : i + block]
+        if ref is None:
+            events += listener.feed(m)
+            continue
+        r = ref[i : i + block]
+        if len(r) < len(m):
+            r = np.concatenate([r, np.zeros(len(m) - len(r), np.int16)])
+        start_ms = offset_ms + i * 1000 // cl.SAMPLE_RATE_HZ
+        events += listener.feed(m, r, playing_text(spans, start_ms, start_ms + block_ms))
+    return events
+
+
 def run_worker(engine_name: str, language: str, model: str | None, set_paths: list[str],
                block_ms: int) -> dict[str, Any]:
     """Load the engine once and feed every set; events and timings as JSON."""
@@ -422,7 +443,6 @@ def run_worker(engine_name: str, language: str, model: str | None, set_paths: li
               "dropped_phrases": dropped_phrases}
     print(json.dumps({"header": header}), flush=True)
     results = []
-    block = block_ms * cl.SAMPLE_RATE_HZ // 1000
     for set_path in set_paths:
         spec = load_set(Path(set_path))
         proc_s = cpu_s = 0.0
@@ -437,20 +457,9 @@ def run_worker(engine_name: str, language: str, model: str | None, set_paths: li
             for stream in group:
                 mic = cl.read_wav_int16(Path(stream["mic"]))
                 ref = cl.read_wav_int16(Path(stream["ref"])) if stream["ref"] else None
-                spans = [(int(a) + offset_ms, int(b) + offset_ms, t)
-                         for a, b, t in stream["spans"]]
                 t0, c0 = time.perf_counter(), time.process_time()
-                for i in range(0, len(mic), block):
-                    m = mic[i : i + block]
-                    if ref is not None:
-                        r = ref[i : i + block]
-                        if len(r) < len(m):
-                            r = np.concatenate([r, np.zeros(len(m) - len(r), np.int16)])
-                        start_ms = offset_ms + i * 1000 // cl.SAMPLE_RATE_HZ
-                        text = playing_text(spans, start_ms, start_ms + block_ms)
-                        all_events += listener.feed(m, r, text)
-                    else:
-                        all_events += listener.feed(m)
+                all_events += feed_stream(listener, mic, ref, stream["spans"], offset_ms,
+                                          block_ms)
                 proc_s += time.perf_counter() - t0
                 cpu_s += time.process_time() - c0
                 n_ms = len(mic) * 1000 // cl.SAMPLE_RATE_HZ

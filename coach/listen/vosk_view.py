@@ -45,7 +45,7 @@ from pathlib import Path
 import coach
 from coach.listen.graph_trim import EXIT_NOT_TRIMMABLE
 from coach.listen.lexicon import Lexicon
-from coach.listen.openfst import FST_MAGIC, HAS_OUTPUT_SYMBOLS, SYMBOL_TABLE_MAGIC
+from coach.listen.openfst import HAS_OUTPUT_SYMBOLS, SYMBOL_TABLE_MAGIC, Header
 from coach.paths import cache_dir
 
 _log = logging.getLogger(__name__)
@@ -198,14 +198,9 @@ def word_table_fst(symbols: dict[str, int]) -> bytes:
     table.append(struct.pack("<qq", max(symbols.values(), default=0) + 1, len(symbols)))
     for word, key in sorted(symbols.items(), key=lambda item: item[1]):
         table.append(string(word.encode("utf-8")) + struct.pack("<q", key))
-    header = (
-        struct.pack("<i", FST_MAGIC)
-        + string(b"vector")
-        + string(b"standard")
-        + struct.pack("<iiQqqq", _VECTOR_FST_VERSION, HAS_OUTPUT_SYMBOLS, 0, 0, 1, 0)
-    )
+    header = Header("vector", "standard", _VECTOR_FST_VERSION, HAS_OUTPUT_SYMBOLS, 0, 0, 1, 0)
     state = struct.pack("<fq", 0.0, 0)  # final weight One() (0.0), no arcs
-    return header + b"".join(table) + state
+    return header.pack() + b"".join(table) + state
 
 
 def _view_key(model: Path, graphs: list[Path], mfcc: Path, kept: list[str]) -> str:
