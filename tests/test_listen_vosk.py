@@ -405,6 +405,66 @@ def test_the_second_opinion_is_what_a_fresh_decode_of_the_utterance_lists(
         assert sum(len(b) for b in closed.audio) < len(user("아야")) + 1200 * 16
 
 
+class CountingRecognizer:
+    """A Vosk recognizer that counts the blocks it is fed (everything else passes through)."""
+
+    def __init__(self, recognizer: object) -> None:
+        self.recognizer = recognizer
+        self.fed = 0
+
+    def AcceptWaveform(self, data: bytes) -> bool:
+        self.fed += 1
+        return bool(self.recognizer.AcceptWaveform(data))  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.recognizer, name)
+
+
+@pytest.mark.parametrize("shadow", ["decoding", "asleep", "asked"])
+def test_a_rewind_goes_on_from_the_shadow_that_heard_the_closed_utterance(
+    model: VoskModel, vocabulary: Vocabulary, shadow: str
+) -> None:
+    # An utterance closed early, then the speaker went on: the rewind gives what one fresh
+    # recognizer hearing all of it gives. The closed utterance's shadow goes on with the
+    # rest (decoding: it heard the utterance as it came, so nothing is decoded twice;
+    # asleep: it decodes what it kept first); once its readings were asked for (Vosk
+    # finalized it), a fresh recognizer decodes it all again, as before.
+    engine = VoskEngine(model, vocabulary)
+    built: list[CountingRecognizer] = []
+    plain = engine._new_recognizer
+
+    def counting() -> CountingRecognizer:
+        built.append(CountingRecognizer(plain()))
+        return built[-1]
+
+    engine._new_recognizer = counting  # type: ignore[method-assign]
+    engine.restart()  # its running recognizer and shadow count too
+    for block in blocks(concat([silence(300), user("하나 둘 셋 넷 다섯"), silence(150)])):
+        engine.accept(block)
+    if shadow == "decoding":
+        engine.voice_heard(short=True)
+    closed = engine._utterance_audio
+    assert closed is not None and len(closed) * 20 > 1000  # long enough to be woken
+    engine.endpoint()
+    if shadow == "asked":
+        engine.reconsider()
+    for block in blocks(concat([silence(100), user("아파"), silence(300)])):
+        engine.accept(block)
+    later = list(engine._utterance_audio or [])
+    rewound = engine.rewind() + engine.flush()
+
+    # The same (dithered) blocks decoded afresh, whole.
+    afresh = plain()
+    results = [afresh.Result() for b in closed + later if afresh.AcceptWaveform(b.tobytes())]
+    results.append(afresh.FinalResult())
+    expected = [h for r in results for h in engine._final(r)]  # times from the same start
+    assert [h.words for h in rewound] == [h.words for h in expected]
+    assert "아파" in [w.text for h in rewound for w in h.words]
+    fed = sum(r.fed for r in built)
+    twice = len(closed) + len(later)  # the running recognizer, and the rewind's
+    assert fed == twice + len(closed) + len(later) + (len(closed) if shadow == "asked" else 0)
+
+
 def test_an_utterance_that_ends_with_no_words_is_still_closed(
     model: VoskModel, vocabulary: Vocabulary
 ) -> None:

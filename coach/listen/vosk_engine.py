@@ -323,17 +323,29 @@ class VoskEngine:
     def rewind(self) -> list[Hypothesis]:
         """The utterance :meth:`endpoint` closed went on: decode it again as one.
 
-        A fresh recognizer (about 1 ms to build) hears the closed utterance and what
-        followed, so a sentence cut at a pause ("하나 둘 셋 | 넷") is judged whole.
+        A fresh recognizer hears the closed utterance and what followed, so a sentence cut
+        at a pause ("하나 둘 셋 | 넷") is judged whole. The closed utterance's shadow is that
+        recognizer, having heard it already (unless its readings were asked for: Vosk
+        finalized it then): it only hears what followed. Decoding the closed utterance
+        again took a fifth of the listener's CPU on eval_listener's synthetic set.
         """
         if self._closed is None or self._utterance_audio is None:
             return []
-        start, audio = self._closed.start, self._closed.audio + self._utterance_audio
-        self._recognizer = self._new_recognizer()
+        start, closed, later = self._closed.start, self._closed.audio, self._utterance_audio
+        self._drop_shadow()  # the running one's: replaced below; its thread need not wait
+        heard = self._closed.shadow.take() if self._closed.shadow is not None else None
+        if heard is None:
+            self._recognizer = self._new_recognizer()
+            results: list[str] = []
+            tail: list[PcmBlock] = []  # the blocks since Vosk's last endpoint inside it
+            audio = closed + later
+        else:
+            self._recognizer = heard.recognizer
+            results = list(heard.results)
+            tail = closed[len(closed) - heard.since_endpoint :]
+            audio = later
         self._offset_ms = start * 1000 // SAMPLE_RATE_HZ
         self._close(None)
-        results: list[str] = []
-        tail: list[PcmBlock] = []  # the blocks since Vosk's last endpoint inside it
         for block in audio:
             tail.append(block)
             if self._recognizer.AcceptWaveform(block.tobytes()):
@@ -351,12 +363,8 @@ class VoskEngine:
         self._utterance_start = start
         self._utterance_audio = audio
         self._drop_shadow()
-        self._shadow = Shadow(self._new_shadow_recognizer, self._shadow_worker, audio)
-
-    def _new_shadow_recognizer(self) -> Any:
-        recognizer = self._new_recognizer()
-        recognizer.SetMaxAlternatives(RECONSIDER_READINGS)
-        return recognizer
+        self._shadow = Shadow(self._new_recognizer, self._shadow_worker, audio,
+                              RECONSIDER_READINGS)
 
     def _drop_shadow(self) -> None:
         if self._shadow is not None:
