@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 ROUTINE = REPO / "tests" / "data" / "session_short.yaml"
 sys.path.insert(0, str(REPO / "tests"))
 
+from coach_process_support import CoachProcess  # noqa: E402
 from pulse_support import (  # noqa: E402
     SINK_MIC,
     SOURCE_MIC,
@@ -340,24 +341,13 @@ ENGINES = {
 weights available offline here) and the spotter (the English default without a model)."""
 
 
-def coach_run(folder: Path, engine: str | None) -> subprocess.Popen[bytes]:
-    """``coach run`` of the short routine, listening with ``engine`` (None: --no-listen);
-    what it says on stderr goes to ``folder / "coach-stderr.txt"`` (the last run's)."""
+def coach_run(folder: Path, engine: str | None) -> CoachProcess:
+    """``coach run`` of the short routine with its journal in ``folder``, listening with
+    ``engine`` (None: --no-listen)."""
     from coach.listen.models import package_model_dir
 
-    env = {**os.environ, "COACH_DATA_DIR": str(folder / "data")}
-    env.pop("PULSE_SINK", None)
-    env.pop("PULSE_SOURCE", None)
     listen = ENGINES[engine](package_model_dir()) if engine else ["--no-listen"]
-    with (folder / "coach-stderr.txt").open("wb") as stderr:
-        return subprocess.Popen(
-            [sys.executable, "-m", "coach", "run", str(ROUTINE), *listen],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
+    return CoachProcess(str(ROUTINE), *listen, env={"COACH_DATA_DIR": str(folder / "data")})
 
 
 def wait_for_quiet(out: Tap) -> None:
@@ -366,16 +356,6 @@ def wait_for_quiet(out: Tap) -> None:
     quiet_by = time.monotonic() + 5.0
     while time.monotonic() < quiet_by and np.any(out.recent_rms(500) > SILENT):
         time.sleep(0.05)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Ctrl-C, as a user would; killed if it does not end."""
-    if process.poll() is None:
-        process.send_signal(2)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def first_word(folder: Path, engine: str, runs: int = 3) -> None:
@@ -391,13 +371,13 @@ def first_word(folder: Path, engine: str, runs: int = 3) -> None:
         wait_for_quiet(out)
         mark = out.samples()
         started = time.monotonic()
-        process = coach_run(folder, engine)
+        coach = coach_run(folder, engine)
         first: float | None = None
         while first is None and time.monotonic() - started < 10.0:
             time.sleep(0.05)
             if np.any(rms_frames(out.pcm(mark)) > SILENT):
                 first = time.monotonic() - started
-        stop(process)
+        coach.kill()
         if first is not None:
             firsts.append(first)
             print(f"run {run + 1}: first word after {first:.2f} s")
@@ -438,13 +418,13 @@ def session_cost(folder: Path, engine: str | None) -> SessionCost | None:
     planned_s = compile_timeline(load_routine(ROUTINE)).total_ms / 1000
     limit_s = planned_s * 1.5 + 60  # room for start-up and speech slower than planned
     started = time.monotonic()
-    process = coach_run(folder, engine)
+    coach = coach_run(folder, engine)
     # (seconds since the start, CPU seconds used): at LEARNING_S's two ends, and the last
     samples: dict[str, tuple[float, float]] = {}
     rss = 0.0
     try:
-        watch = psutil.Process(process.pid)
-        while process.poll() is None and time.monotonic() - started < limit_s:
+        watch = psutil.Process(coach.process.pid)
+        while coach.process.poll() is None and time.monotonic() - started < limit_s:
             time.sleep(CPU_EVERY_S)
             now = time.monotonic() - started
             times = watch.cpu_times()
@@ -457,12 +437,11 @@ def session_cost(folder: Path, engine: str | None) -> SessionCost | None:
                 samples.setdefault("learnt", sample)
     except psutil.Error:
         pass  # it ended between two samples: the last sample stands
-    ended = process.poll() is not None
-    stop(process)
+    ended = coach.process.poll() is not None
+    coach.kill()
     if not ended or "learnt" not in samples:
-        said = (folder / "coach-stderr.txt").read_text("utf-8", "replace").strip()
         print(f"  the session with {engine or '--no-listen'} did not run to its end; "
-              f"coach said: {said[-400:]}")
+              f"coach said: {' / '.join(coach.lines[-4:])}")
         return None
 
     def share(a: str, b: str) -> float:

@@ -11,12 +11,8 @@ words and reject a run whose PAIN measured nothing).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +24,7 @@ import numpy.typing as npt
 import pytest
 import soundfile
 import yaml
+from coach_process_support import CoachProcess
 from pulse_support import (
     SINK_MIC,
     SOURCE_MIC,
@@ -140,66 +137,6 @@ def echo(pulse: PulseServer) -> Iterator[None]:
     """Leak the coach's output into its microphone, quieter and a little late."""
     with echo_leak(pulse, ECHO_VOLUME_PCT, ECHO_LATENCY_MS):
         yield
-
-
-class CoachProcess:
-    """``coach run`` in a subprocess, its stderr collected line by line."""
-
-    def __init__(self, *args: str) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        for key in ("PULSE_SINK", "PULSE_SOURCE"):
-            env.pop(key, None)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "coach", "run", *args],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for_line(self, text: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"coach never printed {text!r}; stderr:\n" + "\n".join(self.lines))
-
-    def finish(self, timeout_s: float) -> tuple[int, str]:
-        # wait(), not communicate(): that would read stderr too, racing the reader thread.
-        # stdout holds a line or two, so its pipe never fills while we wait.
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError("coach did not end; stderr:\n" + "\n".join(self.lines)) from None
-        self._reader.join(timeout=2)
-        assert self.process.stdout is not None
-        return self.process.returncode, self.process.stdout.read()
-
-    def kill(self) -> None:
-        """End a coach that is still running: Ctrl-C first, so its diagnostics are printed."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-            self._reader.join(timeout=2)
 
 
 def wait_until(
