@@ -6,6 +6,12 @@ The coach plays into ``coach_out``; the test's "user" speaks Korean commands (es
 own output into ``coach_mic`` as echo. Everything is asserted from recorded audio and the
 journal, never from the coach's internal state (the listener's notes only time the user's
 words and reject a run whose PAIN measured nothing).
+
+The session runs once per user (the fixture ``run``). One test asserts what it did: PAIN
+interrupted the coach, the safety message followed, SKIP moved on, STOP paused and STOP
+again ended, the journal holds it, and the coach heard nothing in the echo-only stretch.
+The other asks PAIN's silence within the issue's 300 ms, which is not yet reliable here
+(xfail; ``scripts/bench_live.py`` measures it over 20 trials).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +47,7 @@ from recording_support import (
     coach_was_speaking,
     echo_lag_ms,
     find,
+    output_sample,
     rms_frames,
     silence_after,
     speak,
@@ -116,29 +124,6 @@ pytestmark.append(pytest.mark.skipif(bool(_skip_reason()), reason=_skip_reason()
 # -- helpers --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def taps(pulse: PulseServer) -> Iterator[tuple[Tap, Tap]]:
-    """(what the coach played, what its microphone heard), recorded from the start."""
-    out = Tap(SOURCE_OUT_MONITOR)
-    try:
-        mic = Tap(SOURCE_MIC)
-    except BaseException:
-        out.close()
-        raise
-    try:
-        yield out, mic
-    finally:
-        out.close()
-        mic.close()
-
-
-@pytest.fixture
-def echo(pulse: PulseServer) -> Iterator[None]:
-    """Leak the coach's output into its microphone, quieter and a little late."""
-    with echo_leak(pulse, ECHO_VOLUME_PCT, ECHO_LATENCY_MS):
-        yield
-
-
 def wait_until(
     condition: Callable[[], bool], timeout_s: float, what: str, coach: CoachProcess
 ) -> None:
@@ -196,32 +181,58 @@ def phrase_pcm(text: str) -> npt.NDArray[np.float64]:
     return resample(phrase.pcm, phrase.sample_rate_hz, RATE).astype(np.float64)
 
 
-# -- the test -------------------------------------------------------------------------------
+# -- the session ------------------------------------------------------------------------------
+
+INTERRUPTED_MS = 1000
+"""PAIN interrupts the sentence: the output goes quiet within this long of the word's end.
+Three times the target (the latency test below asks 300 ms), and well short of what
+finishing the interrupted sentence would take (the test speaks 1 s into a 5-6 s one)."""
 
 
-@pytest.mark.xfail(
-    reason=(
-        "not yet reliable (issue 5). PAIN's silence is read at the speaker (the output's "
-        "monitor). vosk-ko passes idle (240-270 ms); in full suites it passed 9 of 14 runs "
-        "in sessions 10-12 and all 4 in session 13 (230-280 ms), and failed on the tail "
-        "(a failed run's recording now replays exactly): the listener 100-135 ms behind "
-        "the microphone at the PAIN (decoding a long utterance again for a second opinion, "
-        "up to 210 ms, done ahead on a second thread since session 12; or after an undone "
-        "early endpoint, up to 150 ms), or a late recognition (session 11, a CI "
-        "clone: 490 ms; the early endpoint waited 120 ms more after one frame of the coach's "
-        "echo 110 ms after the word), or once a false PAIN after speaker underflows (session "
-        "10; the echo delay is now measured again at once). spotter-en: 290-400 ms, passed "
-        "at 300 ms in a session 11 CI clone; a run whose silence began before PAIN was "
-        "heard fails"
-    ),
-    strict=False,
-)
-@pytest.mark.parametrize("user", [VOSK_KO, SPOTTER_EN], ids=lambda user: user.name)
-def test_pain_next_and_stop_by_voice_through_real_audio(
-    pulse: PulseServer, taps: tuple[Tap, Tap], echo: None, tmp_path: Path, user: User
-) -> None:
-    out, mic = taps
-    pain_wav, skip_wav, stop_wav = (tmp_path / f"{name}.wav" for name in ("pain", "skip", "stop"))
+@dataclass
+class Run:
+    """One voice-controlled session through real audio, as the test's user, the two
+    recordings and the journal saw it (run once per user by the fixture ``run``)."""
+
+    user: User
+    folder: Path
+    code: int
+    stdout: str
+    stderr: str
+    out: Tap
+    """What the coach played."""
+    mic: Tap
+    """What its microphone heard."""
+    pain_pcm: npt.NDArray[np.float64]
+    pain_mark: int
+    """Where in the microphone's recording the attempt at PAIN that was heard begins."""
+    outcome: str | None
+    commands: list[str]
+    """The journal's commands heard, in order."""
+    pain_reports: int
+
+    @property
+    def notes(self) -> Path:
+        return self.folder / "listen" / "listen.jsonl"
+
+    def phrase(self, text: str) -> npt.NDArray[np.float64]:
+        """What the coach played for ``text``, from the session's own phrase cache (two
+        syntheses of one text differ slightly: 98,063 and 99,186 samples in one run)."""
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("COACH_CACHE_DIR", str(self.folder / "coach-cache"))
+            return phrase_pcm(text)
+
+    def pain_word(self) -> tuple[int, int]:
+        """(start, end) of the user's PAIN in the microphone's recording."""
+        at, score = find(self.pain_pcm, self.mic.pcm()[self.pain_mark :])
+        assert score > 0.5, f"the spoken PAIN was not found in the microphone recording ({score})"
+        start, end = voiced_span(self.pain_pcm)
+        return self.pain_mark + at + start, self.pain_mark + at + end
+
+
+def _say_pain_skip_and_stop(user: User, folder: Path, out: Tap, mic: Tap) -> Run:
+    """Run ``coach run`` and control it by voice as the user would (see the module doc)."""
+    pain_wav, skip_wav, stop_wav = (folder / f"{name}.wav" for name in ("pain", "skip", "stop"))
     pain_pcm = speak(user.pain, pain_wav, user.voice)
     speak(user.skip, skip_wav, user.voice)
     speak(user.stop, stop_wav, user.voice)
@@ -232,7 +243,7 @@ def test_pain_next_and_stop_by_voice_through_real_audio(
         options += ["--model", str(model)]
     # What the listener got is kept beside the test's files (replay a failure with
     # coach listen --wav .../listen/listen.wav --with-reference).
-    options += ["--record-audio", str(tmp_path / "listen")]
+    options += ["--record-audio", str(folder / "listen")]
     coach = CoachProcess(str(ROUTINE), *options, "--pace", "1.4")
 
     def say(wav: Path, command: str) -> int:
@@ -259,7 +270,7 @@ def test_pain_next_and_stop_by_voice_through_real_audio(
         # listener heard it begin (its note in listen.jsonl), with seconds of it to come.
         # (Timed by the notes, not by the test's clock: the coach starts talking before
         # voice control is ready, and later when the machine is busy.)
-        notes = tmp_path / "listen" / "listen.jsonl"
+        notes = folder / "listen" / "listen.jsonl"
 
         def time_to_speak() -> bool:
             heard = [line for line in coach.lines if "| heard " in line]
@@ -290,42 +301,136 @@ def test_pain_next_and_stop_by_voice_through_real_audio(
         print("coach stderr:", *coach.lines, sep="\n")  # shown by pytest when the test fails
         # Kept beside the test's temporary files for anyone debugging a failure (pytest
         # shows no output of an xfail, as in CI).
-        (tmp_path / "coach-stderr.txt").write_text("\n".join(coach.lines) + "\n", "utf-8")
-        soundfile.write(str(tmp_path / "heard.wav"), mic.pcm(), RATE)
-        soundfile.write(str(tmp_path / "played.wav"), out.pcm(), RATE)
-    stderr = "\n".join(coach.lines)
-    assert code == 0, stderr
-    assert "ms behind" in stderr, stderr  # the listener's lag, beside the recording's folder
-    assert "Session ended: stopped." in stdout, stderr
+        (folder / "coach-stderr.txt").write_text("\n".join(coach.lines) + "\n", "utf-8")
+        soundfile.write(str(folder / "heard.wav"), mic.pcm(), RATE)
+        soundfile.write(str(folder / "played.wav"), out.pcm(), RATE)
 
-    heard = mic.pcm()
-    played = out.pcm()
+    from coach.journal import Journal
 
-    # PAIN during speech silences the output within 300 ms of the end of the word.
-    at, score = find(pain_pcm, heard[pain_mark:])
-    assert score > 0.5, f"the spoken PAIN was not found in the microphone recording ({score})"
-    start, end = voiced_span(pain_pcm)
-    word_start = pain_mark + at + start
-    word_end = pain_mark + at + end
-    assert coach_was_speaking(out, mic, word_start), "the coach was not speaking when PAIN was said"
+    with Journal() as journal:
+        session = journal.recent_sessions(limit=1)[0]
+        commands = [entry.command for entry in journal.commands(session.id)]
+        pain_reports = len(journal.pain_reports())
+    return Run(
+        user=user,
+        folder=folder,
+        code=code,
+        stdout=stdout,
+        stderr="\n".join(coach.lines),
+        out=out,
+        mic=mic,
+        pain_pcm=pain_pcm,
+        pain_mark=pain_mark,
+        outcome=None if session.outcome is None else session.outcome.value,
+        commands=commands,
+        pain_reports=pain_reports,
+    )
+
+
+@pytest.fixture(scope="module", params=[VOSK_KO, SPOTTER_EN], ids=lambda user: user.name)
+def run(
+    request: pytest.FixtureRequest, pulse: PulseServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Run]:
+    """One session per user, shared by the tests below; its own coach folders (journal)."""
+    user: User = request.param
+    folder = tmp_path_factory.mktemp(user.name)
+    with pytest.MonkeyPatch.context() as env, ExitStack() as stack:
+        for name in ("CACHE", "DATA", "CONFIG"):
+            path = folder / f"coach-{name.lower()}"
+            path.mkdir()
+            env.setenv(f"COACH_{name}_DIR", str(path))
+        out = Tap(SOURCE_OUT_MONITOR)
+        stack.callback(out.close)
+        mic = Tap(SOURCE_MIC)
+        stack.callback(mic.close)
+        stack.enter_context(echo_leak(pulse, ECHO_VOLUME_PCT, ECHO_LATENCY_MS))
+        yield _say_pain_skip_and_stop(user, folder, out, mic)
+
+
+# -- the tests ----------------------------------------------------------------------------------
+
+
+def test_pain_skip_and_stop_by_voice_through_real_audio(run: Run) -> None:
+    assert run.code == 0, run.stderr
+    assert "ms behind" in run.stderr, run.stderr  # the listener's lag, beside the recording
+    assert "Session ended: stopped." in run.stdout, run.stderr
+    played = run.out.pcm()
+
+    # PAIN during speech interrupts it: the output goes quiet, then the safety message.
+    word_start, word_end = run.pain_word()
+    assert coach_was_speaking(run.out, run.mic, word_start), (
+        "the coach was not speaking when PAIN was said"
+    )
+    quiet_ms = speaker_quiet_after(run.out, run.mic, word_end)
+    assert quiet_ms is not None, "the speaker did not go quiet after PAIN"
+    assert quiet_ms <= INTERRUPTED_MS, f"the speaker went quiet only {quiet_ms} ms after PAIN"
+    safety = run.phrase(
+        "Stop moving. Let your leg rest in a comfortable position, and breathe slowly."
+    )
+    where, score = find(safety, played)
+    assert score > 0.6, f"the safety message was not played ({score})"
+    assert where >= output_sample(run.out, run.mic, word_end)
+
+    # NEXT moves on: the confirmation, then the exercise itself.
+    skip = run.phrase("Skipping to the lying glide.")
+    skip_at, score = find(skip, played)
+    assert score > 0.6, f"'Skipping to the lying glide.' was not played ({score})"
+    assert skip_at > where
+    title = run.phrase("Exercise one of two: the lying glide.")
+    title_at, score = find(title, played)
+    assert score > 0.6 and title_at > skip_at
+
+    # STOP pauses, STOP again ends with a summary.
+    paused = run.phrase("Paused. Say resume to carry on, or stop to end.")
+    paused_at, score = find(paused, played)
+    assert score > 0.6 and paused_at > title_at
+
+    # The journal holds what happened, and nothing was heard in the echo-only stretch.
+    assert run.outcome == "stopped"
+    assert run.commands[0] == "PAIN", run.commands
+    assert {"PAIN", "SKIP", "STOP"} <= set(run.commands), run.commands
+    assert set(run.commands) <= {"PAIN", "SKIP", "STOP"}, run.commands
+    assert run.pain_reports == 1
+
+    # The listener's recording holds the whole session and the commands it reported.
+    recorded = soundfile.info(str(run.folder / "listen" / "listen.wav"))
+    assert recorded.channels == 2 and recorded.samplerate == 16_000
+    assert recorded.duration > 10
+    assert '"command": "PAIN"' in run.notes.read_text(encoding="utf-8")
+
+
+@pytest.mark.xfail(
+    reason=(
+        "not yet reliable (issue 5): scripts/bench_live.py measures this target over 20 "
+        "trials. PAIN's silence is read at the speaker (the output's monitor). vosk-ko "
+        "passes idle (240-270 ms); in full suites it passed 9 of 14 runs in sessions 10-12, "
+        "all 4 in session 13 and 3 of 4 in session 16, and failed on the tail: the listener "
+        "100-135 ms behind the microphone at the PAIN, or a late recognition (490 ms in a "
+        "session 16 CI clone: the early endpoint's reading ran on past the voice, so the "
+        "utterance was decoded again). spotter-en: 290-550 ms; a run whose silence began "
+        "before PAIN was heard fails"
+    ),
+    strict=False,
+)
+def test_pain_silences_the_speaker_within_300_ms(run: Run) -> None:
+    word_start, word_end = run.pain_word()
     first = word_end // 160
     # Silence long enough to be the pause before the safety message, not a pause within
     # the coach's sentence that happened to follow the word.
-    silence_at = silence_after(rms_frames(heard), first)
-    assert silence_at is not None, "the coach did not go quiet after PAIN"
-    heard_quiet_ms = (silence_at - first) * 10
+    silence_at = silence_after(rms_frames(run.mic.pcm()), first)
+    heard_quiet_ms = None if silence_at is None else (silence_at - first) * 10
     # The same silence read on the output itself, as a speaker plays it: the microphone's
     # recording adds the test's echo path. The two recordings are lined up on the stream
     # clock; the coach's echo, found in both just before the word, checks that they are.
-    lag_ms, lag_score = echo_lag_ms(out, mic, word_start)
-    quiet_ms = speaker_quiet_after(out, mic, word_end)
+    lag_ms, lag_score = echo_lag_ms(run.out, run.mic, word_start)
+    quiet_ms = speaker_quiet_after(run.out, run.mic, word_end)
     result = (
         f"PAIN word end to silence: {quiet_ms} ms at the speaker, {heard_quiet_ms} ms in the "
         f"microphone's recording (the echo arrives {lag_ms:.0f} ms after the output, match "
         f"{lag_score:.2f}; the loopback is set to {ECHO_LATENCY_MS} ms)"
     )
     print(result)
-    (tmp_path / "result.txt").write_text(result + "\n", "utf-8")
+    (run.folder / "result.txt").write_text(result + "\n", "utf-8")
     # Found within the search's 200 ms, and after the output: the taps agree. (Not near the
     # loopback's 20 ms: under load the loopback itself lags, 57 and 90 ms in CI runs.)
     assert lag_score > 0.5 and lag_ms >= 0, result
@@ -334,49 +439,9 @@ def test_pain_next_and_stop_by_voice_through_real_audio(
     # in its own clock) is a pause in the coach's speech that the word happened to end at
     # (seen once: 0 ms, at the full stop after "You can talk to me at any time."), not PAIN's
     # doing: nothing was measured.
-    recognised_ms = heard_note(notes, "PAIN")
+    recognised_ms = heard_note(run.notes, "PAIN")
     assert quiet_ms >= recognised_ms, (
         f"{result}; but PAIN was heard only {recognised_ms} ms after the word: the coach "
         "paused by itself, so this run measured nothing"
     )
     assert quiet_ms <= 300, result
-    # ... and then the safety message, not the rest of the interrupted sentence.
-    safety = phrase_pcm(
-        "Stop moving. Let your leg rest in a comfortable position, and breathe slowly."
-    )
-    where, score = find(safety, played)
-    assert score > 0.6, f"the safety message was not played ({score})"
-
-    # NEXT moves on: the confirmation, then the exercise itself.
-    skip = phrase_pcm("Skipping to the lying glide.")
-    skip_at, score = find(skip, played)
-    assert score > 0.6, f"'Skipping to the lying glide.' was not played ({score})"
-    assert skip_at > where
-    title = phrase_pcm("Exercise one of two: the lying glide.")
-    title_at, score = find(title, played)
-    assert score > 0.6 and title_at > skip_at
-
-    # STOP pauses, STOP again ends with a summary.
-    paused = phrase_pcm("Paused. Say resume to carry on, or stop to end.")
-    paused_at, score = find(paused, played)
-    assert score > 0.6 and paused_at > title_at
-
-    # The journal holds what happened, and nothing was heard in the echo-only stretch.
-    from coach.journal import Journal
-
-    with Journal() as journal:
-        session = journal.recent_sessions(limit=1)[0]
-        assert session.outcome is not None and session.outcome.value == "stopped"
-        commands = [entry.command for entry in journal.commands(session.id)]
-        pains = journal.pain_reports()
-    assert commands[0] == "PAIN", commands  # nothing was heard in the echo-only stretch
-    assert {"PAIN", "SKIP", "STOP"} <= set(commands), commands
-    assert set(commands) <= {"PAIN", "SKIP", "STOP"}, commands
-    assert len(pains) == 1
-
-    # The listener's recording holds the whole session and the commands it reported.
-    recorded = soundfile.info(str(tmp_path / "listen" / "listen.wav"))
-    assert recorded.channels == 2 and recorded.samplerate == 16_000
-    assert recorded.duration > 10
-    notes = (tmp_path / "listen" / "listen.jsonl").read_text(encoding="utf-8")
-    assert '"command": "PAIN"' in notes
