@@ -172,7 +172,8 @@ def silent_for(tap: Tap, ms: int) -> bool:
 
 
 def phrase_pcm(text: str) -> npt.NDArray[np.float64]:
-    """What the coach plays for ``text`` (same voice, same phrase cache), at 16 kHz."""
+    """What the coach plays for ``text`` in its voice, at 16 kHz, through the phrase cache
+    of ``COACH_CACHE_DIR`` (``Run.phrase`` points it at the session's own)."""
     from coach.speech import Synthesizer
     from coach.voices import load_voice
 

@@ -363,7 +363,7 @@ class Listener:
         "멈춰" (69 -> 75) with this rule, 122-252 ms after the word, and the same number of
         "넘겨" and "넘어가" said over the coach (90 and 91 of 100). A STOP heard in place of
         a SKIP only pauses; a SKIP in place of a STOP moves on a person who asked to stop.
-        Its other 8 false SKIPs listed no reading of "멈춰" close enough; 6 of them, at
+        Its 8 other false SKIPs listed no reading of "멈춰" close enough; 6 of them, at
         0.81-0.88, now fall short of Vosk's own bar for NEXT and SKIP
         (``vosk_engine.MOVING_ON_MIN_CONFIDENCE``). On eval_listener's synthetic set (no
         coach): one STOP fewer and one NEXT more of 170 commands; an early result leaves
