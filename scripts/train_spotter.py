@@ -65,7 +65,7 @@ from coach.listen.embedding import (  # noqa: E402
     FrontEnd,
 )
 from coach.listen.judge import DEFAULT_THRESHOLDS, FALLBACK_THRESHOLD  # noqa: E402
-from coach.listen.spotter import CONTEXT_STEPS, SMOOTH_STEPS  # noqa: E402
+from coach.listen.spotter import CONTEXT_STEPS, ONE_STEP_SCORES, SMOOTH_STEPS  # noqa: E402
 from coach.listen.vocabulary import load_vocabulary  # noqa: E402
 
 ONE_SPEAKER = ROOT.parent / "shared" / "speech" / "real" / "one_speaker"
@@ -589,11 +589,16 @@ def segment_scores(embedded: Sequence[tuple[Audio, list[Span]]],
     member = np.array([[c == n for c in commands] for n in names], np.float64)  # (C, P)
     out: list[tuple[str, npt.NDArray[np.float64], str]] = []
     for (emb, spans), probs in zip(embedded, probs_of, strict=True):
-        scores = probs @ member.T  # (steps, C): summed over each command's phrases
+        raw = probs @ member.T  # (steps, C): summed over each command's phrases
+        scores = raw
         if SMOOTH_STEPS > 1:  # as the engine: the lowest of the last SMOOTH_STEPS steps
-            scores = np.stack([scores[k:len(scores) - SMOOTH_STEPS + 1 + k]
+            scores = np.stack([raw[k:len(raw) - SMOOTH_STEPS + 1 + k]
                                for k in range(SMOOTH_STEPS)]).min(axis=0)
             scores = np.concatenate([np.zeros((SMOOTH_STEPS - 1, len(names))), scores])
+            for j, name in enumerate(names):  # ...or one step at ONE_STEP_SCORES
+                if name in ONE_STEP_SCORES:
+                    sure = raw[:, j] >= ONE_STEP_SCORES[name]
+                    scores[sure, j] = raw[sure, j]
         ends = (np.arange(len(emb)) * STEP_SAMPLES + EMBED_SPAN_SAMPLES)[CONTEXT_STEPS - 1 :]
         for start, end, label, text, mixed in spans:
             if mixed:

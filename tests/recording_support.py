@@ -69,11 +69,6 @@ def speak(text: str, path: Path, voice: str = "ko") -> FloatPcm:
     return resample(pcm, rate, RATE).astype(np.float64)
 
 
-def speak_korean(text: str, path: Path) -> FloatPcm:
-    """``text`` said by espeak-ng in Korean, written to ``path``; its samples at 16 kHz."""
-    return speak(text, path, "ko")
-
-
 class Tap:
     """Records a PulseAudio source (16 kHz mono) in this process from the moment it opens."""
 

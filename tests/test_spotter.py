@@ -4,6 +4,7 @@ training), real recorded clips, word timing."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from coach.listen.commands import Command, CommandEvent
 from coach.listen.embedding import SAMPLE_RATE_HZ, FrontEnd, StreamingEmbedder
 from coach.listen.engine import Hypothesis
 from coach.listen.listener import Listener
-from coach.listen.spotter import SpotterEngine
+from coach.listen.spotter import ONE_STEP_SCORES, SpotterEngine
 from coach.listen.vad import Segmenter
 from coach.listen.vocabulary import Vocabulary, load_vocabulary
 from tests.spotter_support import (
@@ -40,8 +41,8 @@ def engine(vocabulary: Vocabulary) -> SpotterEngine:
     return SpotterEngine(vocabulary)
 
 
-def fresh(engine: SpotterEngine) -> SpotterEngine:
-    return SpotterEngine(engine.vocabulary, engine.model, front_end=engine.front_end)
+def fresh(engine: SpotterEngine, **options: Any) -> SpotterEngine:
+    return SpotterEngine(engine.vocabulary, engine.model, front_end=engine.front_end, **options)
 
 
 def run_listener(engine: SpotterEngine, pcm: np.ndarray, reference: np.ndarray | None = None,
@@ -54,9 +55,9 @@ def run_listener(engine: SpotterEngine, pcm: np.ndarray, reference: np.ndarray |
     return events + listener.finish()
 
 
-def feed(engine: SpotterEngine, pcm: np.ndarray) -> tuple[SpotterEngine,
-                                                          list[tuple[int, Hypothesis]]]:
-    spotter = fresh(engine)
+def feed(engine: SpotterEngine, pcm: np.ndarray, **options: Any
+         ) -> tuple[SpotterEngine, list[tuple[int, Hypothesis]]]:
+    spotter = fresh(engine, **options)
     out: list[tuple[int, Hypothesis]] = []
     for i in range(0, len(pcm), BLOCK):
         out += [(spotter.stream_ms, h) for h in spotter.accept(pcm[i : i + BLOCK])]
@@ -157,6 +158,27 @@ def test_word_times_and_latency(engine: SpotterEngine) -> None:
     assert 0 <= emitted_ms - true_end_ms <= 420
     assert hypothesis.stream_ms == emitted_ms
     assert spotter.detections[0].command == "PAIN"
+
+
+@needs_espeak
+@pytest.mark.speech
+def test_a_sure_pain_or_stop_is_heard_one_step_sooner(engine: SpotterEngine) -> None:
+    """PAIN and STOP fire on a single step that scores ``ONE_STEP_SCORES``: one 80 ms step
+    before the lowest of the last two steps would reach the threshold. Other commands wait
+    for it: "next" in this voice would be heard a step sooner too if NEXT had the rule."""
+    assert set(ONE_STEP_SCORES) == {"PAIN", "STOP"}
+
+    def heard(text: str, voice: str, **options: Any) -> list[tuple[int, str]]:
+        _, results = feed(engine, stream_with(say(text, voice), 1800, 4500), **options)
+        return [(at, hypothesis.text) for at, hypothesis in results]
+
+    for text, voice in (("pain", "en-gb+m3"), ("ouch", "en-gb-x-rp+m5"), ("stop", "en+klatt3")):
+        sooner, smoothed = heard(text, voice), heard(text, voice, one_step_scores={})
+        assert [p for _, p in sooner] == [p for _, p in smoothed] == [text], (sooner, smoothed)
+        assert smoothed[0][0] - sooner[0][0] == 80, (text, voice, sooner, smoothed)
+    waited = heard("next", "en-gb+m3")
+    assert waited == heard("next", "en-gb+m3", one_step_scores={}), waited
+    assert heard("next", "en-gb+m3", one_step_scores={"NEXT": 0.9})[0][0] == waited[0][0] - 80
 
 
 @needs_espeak
