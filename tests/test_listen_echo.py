@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from listen_support import COACH_VOICE, concat, silence, speak
+from listen_support import COACH_VOICE, DeafEngine, concat, silence, speak
 
 from coach.listen.echo import EchoCanceller, EnergyHistory, ResidualEchoSuppressor, SelfWordGate
+from coach.listen.engine import Hypothesis
+from coach.listen.listener import Listener
 
 pytestmark = [pytest.mark.speech]
 
@@ -250,3 +252,37 @@ def test_a_command_over_the_coach_needs_a_residual_a_person_could_leave(
     assert gate.passes(("살살",), 1.0, 3000, 3500, history) is passes
     # PAIN is never held back by the canceller's quality.
     assert gate.passes(("아야",), 1.0, 3000, 3500, history, safety_first=True)
+
+
+class HearingEngine(DeafEngine):
+    """Keeps every block the listener hands it."""
+
+    def __init__(self, hears_suppressed_echo: bool) -> None:
+        super().__init__()
+        self.hears_suppressed_echo = hears_suppressed_echo
+        self.heard: list[np.ndarray] = []
+
+    def accept(self, pcm: np.ndarray) -> list[Hypothesis]:
+        self.heard.append(pcm.copy())
+        return super().accept(pcm)
+
+
+def test_an_engine_may_hear_the_cancellers_residual_without_the_suppressor(
+    coach_talking: np.ndarray,
+) -> None:
+    """The coach's echo alone: an engine gets the suppressor's output (its leftover echo
+    cut), unless it says ``hears_suppressed_echo = False`` (the spotter): then the
+    canceller's own residual, the same audio with that leftover in it."""
+    mic = (coach_talking.astype(np.float64) * 0.5).astype(np.int16)
+    engines = [HearingEngine(True), HearingEngine(False)]
+    for engine in engines:
+        listener = Listener(engine)
+        for start in range(0, len(mic), 320):
+            listener.feed(mic[start : start + 320], coach_talking[start : start + 320], "coach")
+    suppressed, cancelled = (np.concatenate(e.heard).astype(np.float64) for e in engines)
+    assert len(suppressed) == len(cancelled) > len(mic) - 320  # whole 10 ms frames
+    late = slice(10 * 16000, None)  # once the canceller has learnt the echo
+    leftover = np.mean(cancelled[late] ** 2)
+    assert leftover > 0.0
+    assert np.mean(suppressed[late] ** 2) < leftover / 10  # the suppressor cut it >10 dB
+    assert np.mean(mic[late].astype(np.float64) ** 2) > 10 * leftover  # the canceller too

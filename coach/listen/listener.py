@@ -169,6 +169,9 @@ class Listener:
         """Voice activity span in which an early endpoint already found PAIN or STOP."""
         self._canceller: Canceller | None = None
         self._suppressor = ResidualEchoSuppressor()
+        self._engine_hears_suppressed: bool = getattr(engine, "hears_suppressed_echo", True)
+        """Whether the engine gets the residual after the suppressor (the default) or the
+        canceller's own: an engine may say it hears better without (SpotterEngine)."""
         self._samples_in = 0
         self._carry = np.zeros(0, np.int16)
         self._carry_ref = np.zeros(0, np.int16)
@@ -247,15 +250,16 @@ class Listener:
             self._carry = self._carry_ref = np.zeros(0, np.int16)
         echo_like: np.ndarray[Any, np.dtype[np.bool_]] | None = None
         if self._canceller is not None:
-            residual, mic_frames, ref_frames = self._canceller.process(mic, reference)
-            residual = self._suppressor.process(residual, mic_frames, ref_frames)
+            cancelled, mic_frames, ref_frames = self._canceller.process(mic, reference)
+            residual = self._suppressor.process(cancelled, mic_frames, ref_frames)
             echo_like = self._suppressor.echo_like
+            heard = residual if self._engine_hears_suppressed else cancelled
         else:
             # No reference yet: only cut whole frames, so energies stay frame-aligned.
             n = len(mic) // FRAME_SAMPLES * FRAME_SAMPLES
             mic_frames, self._carry = mic[:n], mic[n:]
             ref_frames, self._carry_ref = reference[:n], reference[n:]
-            residual = mic_frames
+            residual = heard = mic_frames
         self.energies.add(mic_frames, residual, ref_frames)
         activity = frame_energies(residual)
         if echo_like is not None:
@@ -269,7 +273,7 @@ class Listener:
             if voice_heard is not None:
                 voice_heard(span.end_ms - span.start_ms <= self.endpoint_max_ms)
         events: list[CommandEvent] = []
-        for hypothesis in self.engine.accept(residual):
+        for hypothesis in self.engine.accept(heard):
             events += self._judge(hypothesis)
         closed = self._endpoint()
         if closed is not None:

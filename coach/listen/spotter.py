@@ -5,9 +5,11 @@ Google's speech embedding, trained on real speech) describes the last 775 ms of 
 96 numbers. A one-hidden-layer network over the last ``CONTEXT_STEPS`` embeddings (2 s)
 scores every command phrase and ``[unk]`` (``scripts/train_spotter.py``, trained on
 espeak-ng speech and the real one-speaker tuning recordings). A command is heard when its
-score (summed over its phrases) reaches its threshold: low for PAIN and STOP (never miss
-them), high for NEXT, REPEAT... (precision). The user's own recordings from
-``coach enroll`` (``coach.listen.enroll``) are matched too, by embedding distance.
+score (summed over its phrases), the lowest of its last two steps, reaches its threshold:
+low for PAIN and STOP (never miss them), high for NEXT, REPEAT... (precision); a PAIN or
+STOP the head is sure of is heard on one step (``ONE_STEP_SCORES``). The user's own
+recordings from ``coach enroll`` (``coach.listen.enroll``) are matched too, by embedding
+distance.
 
 The head was trained to fire in the 0-320 ms after a phrase ends, so a command is heard
 about 100-200 ms after the word; its start and end are read from the energy of the last
@@ -155,6 +157,17 @@ class SpotterEngine:
     """Scores every 80 ms step of the stream; a final hypothesis for each command heard."""
 
     name = "spotter"
+    hears_suppressed_echo = False
+    """The listener hands this engine the echo canceller's residual as it is, not the
+    residual echo suppressor's output (``coach.listen.echo.ResidualEchoSuppressor``, tuned
+    for Vosk): the suppressor's cuts inside a word said over the coach cost the head more
+    than the leftover echo it removes (the head was trained with the coach's sentences
+    as non-commands). Measured against the suppressed residual, in the same session:
+    bench_barge_in, said over the coach: "pain" 144 -> 147 of 152, "stop" 61 -> 86 of
+    148, still no false command and no command from the coach alone; eval_listener: the
+    coach's own session through a reverberant room (room-c) 6 false PAINs ("ouch") -> 0,
+    PAIN and STOP over the coach 65 -> 67 of 72 (every command 115 -> 114 of 144); a
+    bench_live recording replayed: PAIN 14 -> 20 of 21."""
 
     def __init__(
         self,
