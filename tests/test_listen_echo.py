@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from listen_support import COACH_VOICE, DeafEngine, concat, silence, speak
+from listen_support import COACH_VOICE, DeafEngine, concat, noise, silence, speak
 
-from coach.listen.echo import EchoCanceller, EnergyHistory, ResidualEchoSuppressor, SelfWordGate
-from coach.listen.engine import Hypothesis
+from coach.listen.echo import (
+    ECHO_TAIL_MS,
+    WORD_MS,
+    EchoCanceller,
+    EnergyHistory,
+    ResidualEchoSuppressor,
+    SelfWordGate,
+)
+from coach.listen.engine import Hypothesis, Word
 from coach.listen.listener import Listener
 
 pytestmark = [pytest.mark.speech]
@@ -286,3 +293,66 @@ def test_an_engine_may_hear_the_cancellers_residual_without_the_suppressor(
     assert leftover > 0.0
     assert np.mean(suppressed[late] ** 2) < leftover / 10  # the suppressor cut it >10 dB
     assert np.mean(mic[late].astype(np.float64) ** 2) > 10 * leftover  # the canceller too
+
+
+class AudibleEngine(DeafEngine):
+    """Notes what the listener says of the coach before each block, and says "그만" (STOP)
+    or "아야" (PAIN) as a final result when told to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.audible: list[tuple[int, bool]] = []
+        self.held: list[str] = []
+        self.say: tuple[str, int] | None = None
+        """(word, at stream ms): the word ends 300 ms before."""
+
+    def coach_audible(self, audible: bool) -> None:
+        self.audible.append((self.now_ms, audible))
+
+    def held_back(self, command: str) -> None:
+        self.held.append(command)
+
+    def accept(self, pcm: np.ndarray) -> list[Hypothesis]:
+        super().accept(pcm)
+        if self.say is None or self.now_ms < self.say[1]:
+            return []
+        word, at_ms = self.say
+        self.say = None
+        return [Hypothesis((Word(word, at_ms - 700, at_ms - 300, 0.7),), True, self.now_ms)]
+
+
+def test_the_listener_tells_the_engine_while_the_coachs_voice_may_be_under_a_word() -> None:
+    """From the first block the coach plays in, until a word begun after it stopped
+    (WORD_MS) and its room echo (ECHO_TAIL_MS) has passed."""
+    coach = noise(2000, 3000.0, seed=3)
+    reference = concat([silence(1000), coach, silence(3000)])
+    mic = (reference.astype(np.float64) * 0.5).astype(np.int16)
+    engine = AudibleEngine()
+    listener = Listener(engine)
+    for start in range(0, len(mic), 320):
+        listener.feed(mic[start : start + 320], reference[start : start + 320])
+    said = {start_ms + 20: audible for start_ms, audible in engine.audible}  # by block end
+    assert len(said) == len(mic) // 320
+    # Audible when the span a word ending now was said in (and its echo) reaches into
+    # 1000-3000 ms, the coach's 2 s.
+    reach_ms = WORD_MS + ECHO_TAIL_MS
+    assert [end for end, a in said.items() if a] == [
+        end for end in said if end > 1000 and end - reach_ms < 3000
+    ]
+
+
+def test_the_engine_hears_which_of_its_commands_the_gate_held_back() -> None:
+    """A STOP over the coach before the canceller has shown that it removes the coach is
+    held back, and the engine is told (the spotter then lets a surer step of the same word
+    be heard); a PAIN there is taken, and nothing is said."""
+    coach = noise(3000, 3000.0, seed=4)
+    for word, held in (("그만", ["STOP"]), ("아야", [])):
+        engine = AudibleEngine()
+        engine.say = (word, 1500)
+        listener = Listener(engine)
+        heard = []
+        for start in range(0, len(coach), 320):
+            heard += listener.feed(coach[start : start + 320], coach[start : start + 320])
+        assert engine.held == held
+        assert [e.phrase for e in listener.dropped] == ([word] if held else [])
+        assert [e.phrase for e in heard] == ([] if held else [word])

@@ -15,6 +15,7 @@ from coach.listen.echo import (
     ECHO_TAIL_MS,
     FRAME_MS,
     FRAME_SAMPLES,
+    WORD_MS,
     Canceller,
     EchoCanceller,
     EnergyHistory,
@@ -272,6 +273,11 @@ class Listener:
             voice_heard: Callable[[bool], None] | None = getattr(self.engine, "voice_heard", None)
             if voice_heard is not None:
                 voice_heard(span.end_ms - span.start_ms <= self.endpoint_max_ms)
+        coach_audible: Callable[[bool], None] | None = getattr(self.engine, "coach_audible", None)
+        if coach_audible is not None:
+            # A word ending now began up to WORD_MS ago; the coach's room echo outlasts it.
+            now_ms = self.stream_ms
+            coach_audible(self.energies.played_in(now_ms - WORD_MS - ECHO_TAIL_MS, now_ms))
         events: list[CommandEvent] = []
         for hypothesis in self.engine.accept(heard):
             events += self._judge(hypothesis)
@@ -519,5 +525,8 @@ class Listener:
             safety_first=verdict.command is Command.PAIN,
         ):
             self.dropped.append(event)
+            held_back: Callable[[str], None] | None = getattr(self.engine, "held_back", None)
+            if held_back is not None:
+                held_back(verdict.command.value)
             return []
         return [event]

@@ -7,7 +7,9 @@ scores every command phrase and ``[unk]`` (``scripts/train_spotter.py``, trained
 espeak-ng speech and the real one-speaker tuning recordings). A command is heard when its
 score (summed over its phrases), the lowest of its last two steps, reaches its threshold:
 low for PAIN and STOP (never miss them), high for NEXT, REPEAT... (precision); a PAIN or
-STOP the head is sure of is heard on one step (``ONE_STEP_SCORES``). The user's own
+STOP the head is sure of is heard on one step (``ONE_STEP_SCORES``); while the coach is
+audible, STOP needs less (``OVER_COACH_THRESHOLDS``), and a command the listener's
+self-word gate held back does not start the refractory time (``held_back``). The user's own
 recordings from ``coach enroll`` (``coach.listen.enroll``) are matched too, by embedding
 distance.
 
@@ -58,6 +60,20 @@ alone: bench_spotter's real "stop" p50 200 -> 160 ms (evaluation set) and 180 ->
 (tuning set), bench_barge_in's "pain" said over the coach p50 -75 -> -112 ms, both replayed
 e2e recordings' PAIN 80 ms sooner; the same detections and false commands in every set
 (at 0.85, one more false PAIN on the real evaluation set)."""
+OVER_COACH_THRESHOLDS = {"STOP": 0.6}
+"""Lower bars while the coach's voice reaches the microphone (the listener says so through
+``SpotterEngine.coach_audible``). The canceller's leftover echo under a word pulls the
+head's score down, most for the short, unvoiced "stop": in bench_barge_in (25 sentences,
+seed 2), a "stop" said over the coach peaked at 0.63-0.83 (5th-50th percentile) against
+0.80-0.90 with no coach, and 53 of 148 stayed under the 0.8 bar; the coach's own voice,
+through its canceller, never scored STOP above 0.46. The self-word gate still asks 0.8
+of a "stop" the coach itself just said, and the canceller rules still apply. With it and
+``SpotterEngine.held_back``, against both off, in the same session: bench_barge_in "stop"
+over the coach 90 -> 124 of 148 (those heard by both: p50 220 -> 155 ms after the word),
+"pain" the same 142, still nothing from the coach alone; eval_listener (other sentences
+and voices): PAIN and STOP over the coach 64 -> 66 of 72, every command 109 -> 112 of
+144, its self-trigger sessions still 0 commands (in room-c the gate held back 18 of the
+coach's own words instead of 3)."""
 DEFAULT_THRESHOLD = 0.8
 """Score a command needs when the model file names no threshold for it."""
 REFRACTORY_MS = 1200
@@ -177,6 +193,7 @@ class SpotterEngine:
         thresholds: dict[str, float] | None = None,
         front_end: FrontEnd | None = None,
         one_step_scores: dict[str, float] | None = None,
+        over_coach_thresholds: dict[str, float] | None = None,
     ) -> None:
         if vocabulary.language != "en":
             raise CoachError("the spotter only knows English; use --language en")
@@ -205,6 +222,14 @@ class SpotterEngine:
         )
         """Commands heard on a single step that scores this (``ONE_STEP_SCORES``; empty:
         every command waits for the lowest of the model's ``smooth_steps``)."""
+        self.over_coach_thresholds = {
+            c: min(t, self.thresholds.get(c, DEFAULT_THRESHOLD))
+            for c, t in (OVER_COACH_THRESHOLDS if over_coach_thresholds is None
+                         else over_coach_thresholds).items()
+        }
+        """Bars used instead while the coach is audible (``OVER_COACH_THRESHOLDS``; never
+        above the usual bar; empty: the usual bars everywhere)."""
+        self._coach_audible = False
         self.front_end = front_end or FrontEnd()
         self._embedder = StreamingEmbedder(self.front_end)
         # Columns of the phrases this vocabulary still uses, grouped by command.
@@ -222,6 +247,8 @@ class SpotterEngine:
         self._blocked_until_ms = -1
         self._released = True
         self._fired_ms: dict[str, int] = {}
+        self._undo: dict[str, tuple[int, bool, int | None]] = {}
+        """Per command, the refractory state before its latest detection (``held_back``)."""
         self.last_scores: dict[str, float] = {}
         """Each command's score at the latest step (diagnostics, the benchmark)."""
         self.detections: list[Detection] = []
@@ -248,6 +275,33 @@ class SpotterEngine:
         """End of input: nothing is pending (every step is decided as it comes)."""
         return []
 
+    def coach_audible(self, audible: bool) -> None:
+        """The listener's word, before each block: whether the coach's voice (or its room
+        echo) reached the microphone in the span a word ending now was said in; the steps
+        of that block are judged against ``over_coach_thresholds``."""
+        self._coach_audible = audible
+
+    def held_back(self, command: str) -> None:
+        """The listener did not take the latest detection of ``command`` (its self-word
+        gate held it back): it does not start the refractory time, so a later step of the
+        same word, surer, can still be heard, and so can another command. Without this, a
+        "stop" said over the coach's own "Stop if you feel sharp pain" fired at its first
+        step over ``over_coach_thresholds`` (0.6-0.77), the gate, which asks 0.8 there,
+        held it back, and the steps that reached 0.8 came inside the refractory time."""
+        undo = self._undo.pop(command, None)
+        if undo is None:
+            return
+        self._blocked_until_ms, self._released, fired_ms = undo
+        if fired_ms is None:
+            self._fired_ms.pop(command, None)
+        else:
+            self._fired_ms[command] = fired_ms
+
+    def threshold(self, command: str) -> float:
+        """The score ``command`` needs now."""
+        usual = self.thresholds.get(command, DEFAULT_THRESHOLD)
+        return self.over_coach_thresholds.get(command, usual) if self._coach_audible else usual
+
     def _track_energy(self, block: NDArray[np.int16]) -> None:
         data = np.concatenate([self._frame_carry, block.astype(np.float64) / 32768.0])
         n = len(data) // 160
@@ -270,11 +324,8 @@ class SpotterEngine:
         self.last_scores = scores
         end_sample = embedding_end_sample(self._embedder.count - 1)
         now_ms = end_sample * 1000 // SAMPLE_RATE_HZ
-        over = {
-            c: s for c, s in scores.items() if s >= self.thresholds.get(c, DEFAULT_THRESHOLD)
-        }
-        if all(s < RELEASE_RATIO * self.thresholds.get(c, DEFAULT_THRESHOLD)
-               for c, s in scores.items()):
+        over = {c: s for c, s in scores.items() if s >= self.threshold(c)}
+        if all(s < RELEASE_RATIO * self.threshold(c) for c, s in scores.items()):
             self._released = True
         enrolled = self._enrolled(window, scores)
         if now_ms < self._blocked_until_ms and not self._released:
@@ -285,16 +336,19 @@ class SpotterEngine:
                 self._command_of[enrolled[0]], -REFRACTORY_MS) < REFRACTORY_MS:
             enrolled = None
         if over:
-            command = max(over, key=lambda c: over[c] / self.thresholds.get(c, DEFAULT_THRESHOLD))
+            command = max(over, key=lambda c: over[c] / self.threshold(c))
             best = max(self._groups[command], key=lambda i: float(p[i]))
             phrase, confidence, distance = self.model.phrases[best], over[command], None
         elif enrolled is not None:
             phrase, confidence, distance = enrolled
         else:
             return None
+        command = self._command_of[phrase]
+        self._undo[command] = (self._blocked_until_ms, self._released,
+                               self._fired_ms.get(command))
         self._blocked_until_ms = now_ms + REFRACTORY_MS
         self._released = False
-        self._fired_ms[self._command_of[phrase]] = now_ms
+        self._fired_ms[command] = now_ms
         start_ms, end_ms = self._word_span(now_ms)
         return Detection(phrase, self._command_of[phrase], min(1.0, confidence), start_ms,
                          end_ms, now_ms, distance)
