@@ -251,8 +251,13 @@ def _say_pain_skip_and_stop(user: User, folder: Path, out: Tap, mic: Tap) -> Run
         """Say ``wav``; like a person would, say it again if the coach did not react.
 
         Returns where in the microphone recording the attempt that was heard begins.
+        Up to five times: this test checks what the session does with a command, and
+        scripts/bench_live.py measures how often one is missed (the spotter's PAIN over the
+        coach: 1-4 of 20 in session 19). With three, a session 19 suite failed: the spotter
+        scored three "pain"s in the coach's first 30 s at 0.67, 0.79 and 0.63 (it needs
+        0.79), the same with or without that session's change.
         """
-        for _ in range(3):
+        for _ in range(5):
             mark = len(mic.pcm())
             before = sum(f"heard {command}" in line for line in coach.lines)
             subprocess.run(["paplay", "-d", SINK_MIC, str(wav)], check=True, timeout=10)
@@ -409,9 +414,10 @@ def test_pain_skip_and_stop_by_voice_through_real_audio(run: Run) -> None:
         "100-135 ms behind the microphone at the PAIN, or a late recognition (490 ms in a "
         "session 16 CI clone: the early endpoint's reading ran on past the voice, so the "
         "utterance was decoded again). spotter-en: 290-550 ms until session 18, then 330 and "
-        "380 ms in its two full suites; in session 19, 270-290 ms in three full suites and over "
-        "300 ms in a fourth and in a CI clone, while bench_live's p95 over 20 trials was "
-        "372-387 ms; a run whose silence began before PAIN was heard fails"
+        "380 ms in its two full suites; in session 19, 290 and 280 ms in two full suites and "
+        "over 300 ms in two others and in two CI clones, while bench_live's p95 over 20 "
+        "trials was 372-387 ms (vosk-ko passed in five of those six, 240-290 ms); a run whose "
+        "silence began before PAIN was heard fails"
     ),
     strict=False,
 )
