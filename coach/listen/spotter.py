@@ -350,8 +350,8 @@ class SpotterEngine:
         self._released = False
         self._fired_ms[command] = now_ms
         start_ms, end_ms = self._word_span(now_ms)
-        return Detection(phrase, self._command_of[phrase], min(1.0, confidence), start_ms,
-                         end_ms, now_ms, distance)
+        return Detection(phrase, command, min(1.0, confidence), start_ms, end_ms, now_ms,
+                         distance)
 
     def _enrolled(self, window: NDArray[np.float32], scores: dict[str, float]
                   ) -> tuple[str, float, float] | None:
