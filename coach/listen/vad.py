@@ -1,5 +1,5 @@
 """Energy voice activity segmentation: cuts a 16 kHz stream into short utterances (used to
-cut the takes of `coach enroll`; the spotter itself scores every 80 ms step instead)."""
+cut the takes of `coach enroll`; the spotter itself scores every 40 ms step instead)."""
 
 from __future__ import annotations
 
