@@ -9,8 +9,8 @@ openWakeWord method). The same code serves the streaming engine and the trainer,
 see the same numbers: mel frames are frame-local (a 512-sample window every 160 samples),
 computed on whole strides, with one exception: the mel model floors every frame at 80 dB
 under the loudest frame of the chunk it is given, so a frame that quiet (digital silence)
-depends on its chunk. The spotter dithers its input so that no frame is
-(``coach.listen.spotter.DITHER_RMS``).
+depends on its chunk. The spotter dithers its input, so that digital silence hardly ever
+falls that low (``coach.listen.spotter.DITHER_RMS``).
 """
 
 from __future__ import annotations
