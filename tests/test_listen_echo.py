@@ -187,6 +187,20 @@ def test_erle_is_the_cancellers_even_when_the_user_spoke_over_the_coach() -> Non
     assert 19.0 < history.erle_db(before_ms=1000) < 21.0
 
 
+def test_erle_leaves_out_the_persons_heard_commands() -> None:
+    """Over short sentences a person's words can fill most of the coach's playing frames:
+    then the median is theirs, unless the frames of the commands already heard are left
+    out (and only those: an unheard word still counts)."""
+    coach = [(10_000.0, 1_000.0, 10_000.0)] * 40  # 20 dB removed
+    user = [(20_000.0, 19_000.0, 10_000.0)] * 30  # one word
+    history = _history(coach[:20] + user * 3 + coach[20:])  # frames 20-109: the person
+    assert history.erle_db(before_ms=1300) < 1.0
+    history.mark_person(200, 500)  # the first word was heard as a command
+    assert history.erle_db(before_ms=1300) < 1.0  # the other two still outweigh the coach
+    history.mark_person(500, 800)
+    assert 19.0 < history.erle_db(before_ms=1300) < 21.0
+
+
 def test_erle_of_a_canceller_that_has_not_adapted_is_low() -> None:
     history = _history([(10_000.0, 9_000.0, 10_000.0)] * 100)
     assert history.erle_db(before_ms=1000) < 1.0
@@ -356,3 +370,22 @@ def test_the_engine_hears_which_of_its_commands_the_gate_held_back() -> None:
         assert engine.held == held
         assert [e.phrase for e in listener.dropped] == ([word] if held else [])
         assert [e.phrase for e in heard] == ([] if held else [word])
+
+
+def test_the_listener_marks_the_commands_it_takes_as_the_persons() -> None:
+    """A command the gate passes marks its span in the energy history (``erle_db`` then
+    leaves it out); one the gate holds back (it may be the coach's own) marks nothing."""
+    coach = noise(3000, 3000.0, seed=4)
+    for word, held in (("그만", True), ("아야", False)):
+        engine = AudibleEngine()
+        engine.say = (word, 1500)
+        listener = Listener(engine)
+        marked: list[tuple[int, int]] = []
+        mark = listener.energies.mark_person
+        listener.energies.mark_person = (  # type: ignore[method-assign]
+            lambda start, end, mark=mark, marked=marked: (marked.append((start, end)),
+                                                          mark(start, end))[1])
+        heard = []
+        for start in range(0, len(coach), 320):
+            heard += listener.feed(coach[start : start + 320], coach[start : start + 320])
+        assert marked == ([] if held else [(800, 1200)]), (word, marked, heard)

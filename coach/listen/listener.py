@@ -529,4 +529,5 @@ class Listener:
             if held_back is not None:
                 held_back(verdict.command.value)
             return []
+        self.energies.mark_person(verdict.word_start_ms, verdict.word_end_ms)
         return [event]
