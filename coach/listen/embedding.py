@@ -43,9 +43,10 @@ INSTALL_HINT = "pip install 'livekit-wakeword>=0.3,<0.4'"
 Floats = NDArray[np.float32]
 
 
-def embedding_end_sample(index: int) -> int:
-    """Stream sample just after the audio embedding ``index`` describes (0-based)."""
-    return index * STEP_SAMPLES + EMBED_SPAN_SAMPLES
+def embedding_end_sample(index: int, stride_frames: int = EMBED_STRIDE_FRAMES) -> int:
+    """Stream sample just after the audio embedding ``index`` describes (0-based), for
+    embeddings ``stride_frames`` mel frames apart."""
+    return index * stride_frames * MEL_HOP_SAMPLES + EMBED_SPAN_SAMPLES
 
 
 def _model_paths() -> tuple[Path, Path]:
@@ -156,7 +157,7 @@ class StreamingEmbedder:
 
     def end_sample(self, index: int) -> int:
         """Stream sample just after the audio embedding ``index`` describes (0-based)."""
-        return index * self.stride_frames * MEL_HOP_SAMPLES + EMBED_SPAN_SAMPLES
+        return embedding_end_sample(index, self.stride_frames)
 
     def accept(self, pcm: NDArray[Any]) -> Floats:
         """Feed samples (int16, or float in [-1, 1]); the new embeddings, shape (k, 96)."""
