@@ -18,10 +18,10 @@ the filter) is replaced by ``preferred_ms``.
 Two agreeing one-second measurements take about 1.5-2 s after the echo moved, and until
 then the canceller's filter is wrong. When the speaker is known to have fallen behind (an
 underflow: ``add(..., after_gap=True)``), the delay is measured again as soon as
-``quick_window_ms`` of the microphone lie after the gap, and one clear measurement is
-enough. In a live e2e run an underflow moved the echo by 18 ms, and the reference was
-moved back 1.5-1.8 s later; meanwhile the coach's own words came through as a false
-command.
+``quick_window_ms`` of the microphone lie after the gap (and the coach was talking in at
+least half of it: ``MIN_PLAYING_SHARE``), and one clear measurement is enough. In a live
+e2e run an underflow moved the echo by 18 ms, and the reference was moved back 1.5-1.8 s
+later; meanwhile the coach's own words came through as a false command.
 """
 
 from __future__ import annotations
@@ -32,6 +32,19 @@ import numpy.typing as npt
 SAMPLE_RATE_HZ = 16_000
 PLAYING_RMS = 0.01
 """Reference RMS (of full scale) above which the coach counts as talking (-40 dBFS)."""
+FRAME = SAMPLE_RATE_HZ // 100
+"""10 ms: the frames ``MIN_PLAYING_SHARE`` counts."""
+MIN_PLAYING_SHARE = 0.5
+"""A measurement counts only when the coach was talking in at least this share of the
+10 ms frames whose echo its microphone window holds (at the delay expected). Just after
+the coach starts talking again, the window holds its voice but hardly any of its echo,
+and the correlation peaks anywhere, prominent or not: with the coach's own voice after a
+1.2 s pause and a speaker gap (tests/test_echo_delay.py), the quick measurement moved the
+reference by 88-89 ms 100-200 ms into the sentence, though the echo had not moved, and
+the usual measurements moved it back 1.8 s later; a bench_live recording showed the
+same (86 ms, 20 ms in), and the canceller then removed 0-3 dB of the coach for 4 s. The
+old rule (the reference's level over the window's last second, or 400 ms) let those
+through. A real jump after a gap is now undone about 300 ms into the sentence."""
 
 
 def gcc_phat_lag(
@@ -146,8 +159,13 @@ class EchoDelayTracker:
         and the echo stands out; else None."""
         if len(self._mic) < window + self._max_lag:
             return None
-        recent = self._ref[-window:]
-        if float(np.sqrt(np.mean(recent * recent))) < PLAYING_RMS:
+        # The reference whose echo the window holds, at the delay expected: the coach
+        # must have been talking in most of it (MIN_PLAYING_SHARE).
+        expected = self.target or 0
+        heard = self._ref[len(self._ref) - window - expected : len(self._ref) - expected]
+        frames = heard[: len(heard) // FRAME * FRAME].reshape(-1, FRAME)
+        playing = np.sqrt(np.mean(frames * frames, axis=1)) >= PLAYING_RMS
+        if np.mean(playing) < MIN_PLAYING_SHARE:
             return None
         mic_window = np.zeros(window + self._max_lag)
         mic_window[-window:] = self._mic[-window:]

@@ -7,10 +7,13 @@ import time
 
 import numpy as np
 import numpy.typing as npt
+from scipy.signal import resample_poly
 
 from coach.audio import AudioBlock
 from coach.echo_delay import EchoDelayTracker, gcc_phat_lag
 from coach.live import EchoReference
+from coach.speech import Synthesizer
+from coach.voices import load_voice
 
 RATE = 16_000
 MS = RATE // 1000
@@ -162,3 +165,49 @@ def test_a_speaker_that_stopped_costs_one_wait_not_one_per_block() -> None:
     # ten more waits would take two whole seconds).
     assert first >= 0.2
     assert rest < 1.0
+
+
+
+def coach_says(*texts: str) -> list[npt.NDArray[np.float64]]:
+    """The coach's own voice (the live session's synthesizer) saying each text, at 16 kHz."""
+    with Synthesizer(load_voice("calm")) as synthesizer:
+        phrases = [synthesizer.synthesize(text) for text in texts]
+    return [
+        resample_poly(np.asarray(p.pcm, np.float64), RATE, p.sample_rate_hz) for p in phrases
+    ]
+
+
+def corrections_after_a_pause(jump_ms: int) -> list[tuple[int, int]]:
+    """(ms after the coach spoke again, correction in ms): an echo settled at 86 ms, the
+    coach silent for 1.2 s with the speaker's gap flagged in the silence (as between two
+    bench_live sessions), the echo ``jump_ms`` later from then on, and a new sentence."""
+    before, after = coach_says(
+        "We will start slowly and gently with the leg resting on the floor and the knee "
+        "bent, and we will only move as far as it feels comfortable.",
+        "Welcome. Today's session: the benchmark.",
+    )
+    played = np.concatenate([before, np.zeros(int(1.2 * RATE)), after])
+    tracker, room = EchoDelayTracker(), Room(played, delay_ms=86)
+    assert run(tracker, room, len(before) / RATE) == []
+    assert tracker.target == 86 * MS
+    room.delay += jump_ms * MS
+    out = []
+    for index in range((int(1.2 * RATE) + len(after)) // BLOCK):
+        correction = tracker.add(*room.next_block(), after_gap=index == 10)
+        if correction:
+            room.cursor += correction
+            out.append((index * 20 + 20 - 1200, correction // MS))
+    return out
+
+
+def test_a_quick_measurement_waits_for_the_echo_of_the_coach_speaking_again() -> None:
+    """The first blocks of a sentence after a pause hold the coach's voice but hardly any
+    of its echo yet, and the correlation over them peaks anywhere. In a bench_live
+    recording the reference was moved by 86 ms that way, 100 ms into the sentence,
+    though the echo had not moved; it was moved back 1.8 s later, and the canceller
+    removed 0-3 dB of the coach in between (a PAIN said 3 s later took 250 ms to be
+    heard, against 20 ms once it had learnt again)."""
+    assert corrections_after_a_pause(0) == []
+    moved = corrections_after_a_pause(18)
+    assert [c for _, c in moved] == [-18]
+    assert moved[0][0] <= 86 + 18 + 400 + 200  # echo delay, quick window, half of it playing
