@@ -18,8 +18,8 @@ the filter) is replaced by ``preferred_ms``.
 Two agreeing one-second measurements take about 1.5-2 s after the echo moved, and until
 then the canceller's filter is wrong. When the speaker is known to have fallen behind (an
 underflow: ``add(..., after_gap=True)``), the delay is measured again as soon as
-``quick_window_ms`` of the microphone lie after the gap (and the coach was talking in at
-least half of it: ``MIN_PLAYING_SHARE``), and one clear measurement is enough. In a live
+``quick_window_ms`` of the microphone lie after the gap (and the coach's voice, not only
+its start, is in it: ``MIN_PLAYING_SHARE``), and one clear measurement is enough. In a live
 e2e run an underflow moved the echo by 18 ms, and the reference was moved back 1.5-1.8 s
 later; meanwhile the coach's own words came through as a false command.
 """
@@ -34,19 +34,22 @@ PLAYING_RMS = 0.01
 """Reference RMS (of full scale) above which the coach counts as talking (-40 dBFS)."""
 FRAME = SAMPLE_RATE_HZ // 100
 """10 ms: the frames ``MIN_PLAYING_SHARE`` counts."""
-MIN_PLAYING_SHARE = 0.5
-"""A measurement counts only when the coach was talking in at least this share of the
-10 ms frames whose echo its microphone window holds (at the delay expected). Just after
-the coach starts talking again, the window holds its voice but hardly any of its echo,
-and the correlation peaks anywhere, prominent or not: with the coach's own voice after a
-1.2 s pause and a speaker gap (tests/test_echo_delay.py), the quick measurement moved the
-reference by 88-89 ms 100-200 ms into the sentence, though the echo had not moved, and
-the usual measurements moved it back 1.8 s later; a bench_live recording showed the
-same (86 ms, 20 ms in), and the canceller then removed 0-3 dB of the coach for 4 s. The
-old rule (the reference's level over the window's last second, or 400 ms) let those
-through. A real jump after a gap is now undone about 300 ms into the sentence, and a
-session's first delay is found a little later (2.3 s instead of 1.8 s into a bench_live
-recording; nothing acts on it before then)."""
+MIN_PLAYING_SHARE = 0.25
+"""The quick measurement after a gap counts only when the coach was talking in at least
+this share of the 10 ms frames whose echo its microphone window holds (at the delay
+expected). Just after the coach starts talking again, the window holds its voice but
+hardly any of its echo, and the correlation peaks anywhere, prominent or not: with the
+coach's own voice after a 1.2 s pause and a speaker gap (tests/test_echo_delay.py), the
+quick measurement moved the reference by 88-89 ms 100-200 ms into the sentence, though
+the echo had not moved, and the usual measurements moved it back 1.8 s later; a
+bench_live recording showed the same (86 ms, about 100 ms in), and the canceller then
+removed 0-3 dB of the coach for 3.5 s. The reference's level over the window alone let those
+through. A real jump after a pause is now undone 180-280 ms into the sentence (120-200
+ms before, when it was right). A gap inside a sentence (scripts/bench_underflow.py,
+vosk-ko, 25 sentences, against the rule before) costs what it did: 45 of 100 commands
+said after it heard both times, and the coach's own voice gave 5 commands instead of 4.
+A share of 0.5 heard 34, and so did 0.5 applied to the usual measurements as well (two
+agreeing measurements already guard those)."""
 
 
 def gcc_phat_lag(
@@ -156,19 +159,22 @@ class EchoDelayTracker:
             self.target = lag if usable else self._preferred
         return self._correct(lag)
 
-    def _measure(self, window: int) -> int | None:
+    def _measure(self, window: int, playing_share: float = 0.0) -> int | None:
         """The lag over the last ``window`` microphone samples, if the coach was talking
-        and the echo stands out; else None."""
+        (in at least ``playing_share`` of the frames whose echo the window holds, at the
+        delay expected: ``MIN_PLAYING_SHARE``) and the echo stands out; else None."""
         if len(self._mic) < window + self._max_lag:
             return None
-        # The reference whose echo the window holds, at the delay expected: the coach
-        # must have been talking in most of it (MIN_PLAYING_SHARE).
-        expected = self.target or 0
-        heard = self._ref[len(self._ref) - window - expected : len(self._ref) - expected]
-        frames = heard[: len(heard) // FRAME * FRAME].reshape(-1, FRAME)
-        playing = np.sqrt(np.mean(frames * frames, axis=1)) >= PLAYING_RMS
-        if np.mean(playing) < MIN_PLAYING_SHARE:
+        recent = self._ref[-window:]
+        if float(np.sqrt(np.mean(recent * recent))) < PLAYING_RMS:
             return None
+        if playing_share > 0.0:
+            expected = self.target or 0
+            heard = self._ref[len(self._ref) - window - expected : len(self._ref) - expected]
+            frames = heard[: len(heard) // FRAME * FRAME].reshape(-1, FRAME)
+            playing = np.sqrt(np.mean(frames * frames, axis=1)) >= PLAYING_RMS
+            if np.mean(playing) < playing_share:
+                return None
         mic_window = np.zeros(window + self._max_lag)
         mic_window[-window:] = self._mic[-window:]
         ref = self._ref[-(window + self._max_lag) :]
@@ -185,7 +191,7 @@ class EchoDelayTracker:
         if self._since_gap > self.target + self._quick_window + self._quick_for:
             self._since_gap = None
             return 0
-        lag = self._measure(self._quick_window)
+        lag = self._measure(self._quick_window, MIN_PLAYING_SHARE)
         if lag is None:
             return 0
         self._since_gap = None

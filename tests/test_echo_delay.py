@@ -205,9 +205,10 @@ def test_a_quick_measurement_waits_for_the_echo_of_the_coach_speaking_again() ->
     of its echo yet, and the correlation over them peaks anywhere. In a bench_live
     recording the reference was moved by 86 ms that way, 100 ms into the sentence,
     though the echo had not moved; it was moved back 1.8 s later, and the canceller
-    removed 0-3 dB of the coach in between (a PAIN said 3 s later took 250 ms to be
-    heard, against 20 ms once it had learnt again)."""
+    removed 0-3 dB of the coach for 3.5 s (a PAIN said 5 s after the first move took
+    250 ms to be heard, against 20 ms once the canceller had learnt again)."""
     assert corrections_after_a_pause(0) == []
     moved = corrections_after_a_pause(18)
     assert [c for _, c in moved] == [-18]
-    assert moved[0][0] <= 86 + 18 + 400 + 200  # echo delay, quick window, half of it playing
+    # The echo's delay, a quarter of the quick window's reference playing, the voice's pauses.
+    assert moved[0][0] <= 86 + 18 + 100 + 100
