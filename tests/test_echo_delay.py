@@ -167,7 +167,6 @@ def test_a_speaker_that_stopped_costs_one_wait_not_one_per_block() -> None:
     assert rest < 1.0
 
 
-
 def coach_says(*texts: str) -> list[npt.NDArray[np.float64]]:
     """The coach's own voice (the live session's synthesizer) saying each text, at 16 kHz."""
     with Synthesizer(load_voice("calm")) as synthesizer:

@@ -121,7 +121,16 @@ over the coach 90 -> 124 of 148 (those heard by both: p50 220 -> 155 ms after th
 "pain" the same 142, still nothing from the coach alone; eval_listener (other sentences
 and voices): PAIN and STOP over the coach 64 -> 66 of 72, every command 109 -> 112 of
 144, its self-trigger sessions still 0 commands (in room-c the gate held back 18 of the
-coach's own words instead of 3)."""
+coach's own words instead of 3).
+
+What it costs on REAL speech (session 21): the evaluation set's 290 other words scored as
+if the coach were talking (bench_spotter --sets eval with ``coach_audible`` held on, no
+coach audio under them) gave false commands outside a question on 30, against 19 with no
+coach ("dog" -> STOP 9 times); a false STOP only pauses. PAIN at 0.7 here as well was
+tried and not kept: bench_barge_in "pain" over the coach 145 -> 148 of 152, eval_listener
+the same detections and one more wrong command, and bench_live's PAINs said 6 s into a
+session (canceller still learning, peaks 0.76-0.77) would have been heard; but 4 more
+false PAINs (6 -> 10) on those REAL words, and a false PAIN stops the session."""
 DEFAULT_THRESHOLD = 0.8
 """Score a command needs when the model file names no threshold for it."""
 REFRACTORY_MS = 1200
