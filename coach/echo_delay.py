@@ -42,14 +42,14 @@ its echo, and the correlation peaks anywhere, prominent or not: with the coach's
 voice after a 1.2 s pause and a speaker gap (tests/test_echo_delay.py), the quick
 measurement moved the reference by 88-89 ms 100-200 ms into the sentence, though the echo
 had not moved, and the usual measurements moved it back 1.8 s later; a bench_live
-recording showed the same (86 ms, about 100 ms in), and the canceller then removed 0-3 dB
-of the coach for 3.5 s. The reference's level over the window alone let those through. A
-real jump after a pause is now undone 180-280 ms into the sentence (before: 120-280 ms,
-but in 3 of 6 cases the reference first went 86 ms the wrong way). A gap inside a
-sentence (scripts/bench_underflow.py, vosk-ko, 25 sentences, against the rule before)
-costs what it did: 45 of 100 commands said after it heard both times, and the coach's own
-voice gave 5 commands instead of 4. A share of 0.5 heard 34, and so did 0.5 applied to
-the usual measurements as well (two agreeing measurements already guard those)."""
+recording showed the same (86 ms, about 100 ms in, moved back 1.8 s later). The
+reference's level over the window alone let those through. A real jump after a pause is
+now undone 180-280 ms into the sentence (before: 120-280 ms, but in 3 of 6 cases the
+reference first went 86 ms the wrong way). A gap inside a sentence
+(scripts/bench_underflow.py, vosk-ko, 25 sentences, against the rule before) costs what
+it did: 45 of 100 commands said after it heard both times, and the coach's own voice gave
+5 commands instead of 4. A share of 0.5 heard 34, and so did 0.5 applied to the usual
+measurements as well (two agreeing measurements already guard those)."""
 
 
 def gcc_phat_lag(
