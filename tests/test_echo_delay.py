@@ -203,8 +203,8 @@ def test_a_quick_measurement_waits_for_the_echo_of_the_coach_speaking_again() ->
     """The first blocks of a sentence after a pause hold the coach's voice but hardly any
     of its echo yet, and the correlation over them peaks anywhere. In a bench_live
     recording the reference was moved by 86 ms that way, 100 ms into the sentence,
-    though the echo had not moved, and moved back 1.8 s later; meanwhile the canceller's
-    filter fitted neither."""
+    though the echo had not moved, and moved back 1.8 s later: for those 1.8 s the
+    canceller's filter no longer fitted the echo."""
     assert corrections_after_a_pause(0) == []
     moved = corrections_after_a_pause(18)
     assert [c for _, c in moved] == [-18]
