@@ -29,11 +29,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from coach.listen.echo import frame_energies
+
 SAMPLE_RATE_HZ = 16_000
 PLAYING_RMS = 0.01
 """Reference RMS (of full scale) above which the coach counts as talking (-40 dBFS)."""
-FRAME = SAMPLE_RATE_HZ // 100
-"""10 ms: the frames ``MIN_PLAYING_SHARE`` counts."""
 MIN_PLAYING_SHARE = 0.25
 """The quick measurement after a gap counts only when the coach was talking in at least this
 share of the 10 ms frames whose echo its microphone window holds (at the delay expected).
@@ -171,8 +171,7 @@ class EchoDelayTracker:
         if playing_share > 0.0:
             expected = self.target or 0
             heard = self._ref[len(self._ref) - window - expected : len(self._ref) - expected]
-            frames = heard[: len(heard) // FRAME * FRAME].reshape(-1, FRAME)
-            playing = np.sqrt(np.mean(frames * frames, axis=1)) >= PLAYING_RMS
+            playing = frame_energies(heard) >= PLAYING_RMS * PLAYING_RMS
             if np.mean(playing) < playing_share:
                 return None
         mic_window = np.zeros(window + self._max_lag)

@@ -303,8 +303,8 @@ class ResidualEchoSuppressor:
         return out
 
 
-def frame_energies(pcm: PcmBlock) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """Mean square per whole 10 ms frame."""
+def frame_energies(pcm: np.ndarray[Any, np.dtype[Any]]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Mean square per whole 10 ms frame (of int16 samples, or of floats)."""
     frames = len(pcm) // FRAME_SAMPLES
     x = pcm[: frames * FRAME_SAMPLES].astype(np.float64).reshape(frames, FRAME_SAMPLES)
     return np.asarray((x * x).mean(axis=1), dtype=np.float64)
