@@ -4,6 +4,11 @@ Shared by ``tests/test_run_e2e.py`` and ``scripts/bench_live.py``: a :class:`Tap
 a PulseAudio source at 16 kHz, Korean commands said by espeak-ng (the only offline Vosk
 weights are Korean), and the few measurements both make on recordings: 10 ms levels, where
 a known sound is in a recording, and where a word's voice starts and ends.
+
+In bench_live they run in the coach's own process, beside its audio callbacks, so nothing
+here may hold the interpreter lock for long: scipy.signal is imported up front (imported in
+the middle of bench_live, it took about a second of the lock and the coach's speaker
+underflowed), and :meth:`Tap.pcm` joins only the blocks asked for (:func:`join_blocks`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile
 from pulse_support import pulse_target
+from scipy.signal import fftconvolve
 
 from coach.audio import INPUT_SAMPLE_RATE_HZ, AudioBlock, Input
 from coach.resample import resample
@@ -41,6 +47,22 @@ def rms_frames(pcm: FloatPcm, frame: int = FRAME) -> FloatPcm:
     return np.sqrt(np.mean(blocks * blocks, axis=1))
 
 
+def join_blocks(
+    blocks: list[npt.NDArray[np.int16]], start: int = 0, end: int | None = None
+) -> npt.NDArray[np.int16]:
+    """Samples ``start`` to ``end`` (default: the last) of the blocks laid end to end,
+    joining only the blocks that hold them: joining a whole benchmark's recording (minutes,
+    tens of MB) would hold the interpreter lock for long."""
+    starts = np.cumsum([0, *(len(b) for b in blocks)])
+    end = int(starts[-1]) if end is None else min(end, int(starts[-1]))
+    if start >= end:
+        return np.zeros(0, np.int16)
+    first = int(np.searchsorted(starts, start, side="right")) - 1
+    last = int(np.searchsorted(starts, end, side="left"))
+    offset = int(starts[first])
+    return np.concatenate(blocks[first:last])[start - offset : end - offset]
+
+
 def voiced_span(pcm: FloatPcm) -> tuple[int, int]:
     """First and last sample of ``pcm`` above the silence threshold (to 10 ms)."""
     loud = np.flatnonzero(rms_frames(pcm) > SILENT * 2)
@@ -49,8 +71,6 @@ def voiced_span(pcm: FloatPcm) -> tuple[int, int]:
 
 def find(needle: FloatPcm, haystack: FloatPcm) -> tuple[int, float]:
     """Where ``needle`` best matches in ``haystack`` and the normalised correlation there."""
-    from scipy.signal import fftconvolve
-
     if len(haystack) < len(needle):
         return 0, 0.0
     corr = fftconvolve(haystack, needle[::-1], mode="valid")
@@ -93,13 +113,11 @@ class Tap:
         with self._lock:
             return sum(len(b) for b in self._blocks)
 
-    def pcm(self, start: int = 0) -> FloatPcm:
-        """The recording from sample ``start`` on, as floats in [-1, 1)."""
+    def pcm(self, start: int = 0, end: int | None = None) -> FloatPcm:
+        """The recording from sample ``start`` (up to ``end``), as floats in [-1, 1)."""
         with self._lock:
             blocks = list(self._blocks)
-        if not blocks:
-            return np.zeros(0)
-        return np.concatenate(blocks)[start:].astype(np.float64) / 32768.0
+        return join_blocks(blocks, start, end).astype(np.float64) / 32768.0
 
     def _timeline(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """Each recorded block's first sample and its stream time."""
@@ -124,7 +142,7 @@ class Tap:
 
     def recent_rms(self, ms: int) -> FloatPcm:
         """10 ms levels of the last ``ms`` recorded."""
-        return rms_frames(self.pcm()[-ms * RATE // 1000 :])
+        return rms_frames(self.pcm(max(self.samples() - ms * RATE // 1000, 0)))
 
     def close(self) -> None:
         """Stop recording."""
@@ -143,7 +161,7 @@ def coach_was_speaking(out: Tap, mic: Tap, word_start: int, ms: int = 300) -> bo
     echo in the microphone is quieter, and its quiet syllables fall below SILENT."""
     said_at = output_sample(out, mic, word_start)
     start = max(said_at - ms * FRAME // 10, 0)
-    before = rms_frames(out.pcm(start)[: said_at - start])
+    before = rms_frames(out.pcm(start, said_at))
     return len(before) > 0 and float(np.mean(before > SILENT)) > 0.5
 
 
@@ -176,7 +194,8 @@ def echo_lag_ms(out: Tap, mic: Tap, before: int, ms: int = 1500) -> tuple[float,
     # loud word never enters the match.
     slack = 200 * RATE // 1000
     start = max(before - ms * RATE // 1000, 0)
-    needle = out.pcm(output_sample(out, mic, start))[: max(before - slack - start, 0)]
+    needle_at = output_sample(out, mic, start)
+    needle = out.pcm(needle_at, needle_at + max(before - slack - start, 0))
     lo = max(start - slack, 0)
-    at, score = find(needle, mic.pcm(lo)[: before - lo])
+    at, score = find(needle, mic.pcm(lo, before))
     return (lo + at - start) * 1000 / RATE, score
