@@ -21,8 +21,11 @@ colour, room reverb, gain) and strung into 20 s scenes with random gaps over a b
 Per-command thresholds are chosen on the held-out synthetic voices and the held-out half
 of one_speaker (false firings on their non-command parts), and the script prints the
 detection they give. About 6 minutes on this 2-core machine from scratch (seeded: the same
-npz every run); espeak-ng output is cached in /tmp/coach-spotter-synth and the scenes'
-embeddings in /tmp/coach-spotter-embedded (then about 2.5 minutes).
+npz every run); espeak-ng output is cached in /tmp/coach-spotter-synth (keyed by
+espeak-ng's version too) and the scenes' embeddings in /tmp/coach-spotter-embedded (then
+about 2.5 minutes). The model's meta records the espeak-ng version and a digest of the
+synthetic clips (``clips_sha1``): a retrain that gives another model but the same digest
+differs elsewhere than in the speech it heard.
 """
 
 from __future__ import annotations
@@ -188,9 +191,20 @@ def coach_sentences() -> list[str]:
     return out
 
 
+def espeak_version() -> str:
+    """The espeak-ng that speaks the synthetic clips, e.g. ``1.51`` (its voices change from
+    one release to the next, and with them the clips and the trained head)."""
+    out = subprocess.run(["espeak-ng", "--version"], check=True, capture_output=True,
+                         text=True, timeout=30).stdout
+    found = re.search(r"text-to-speech:\s*(\S+)", out)
+    return found.group(1) if found else out.strip()
+
+
 def espeak(text: str, voice: str, rate_wpm: int, pitch: int) -> Audio:
-    """espeak-ng speech at 16 kHz (cached on disk by its parameters)."""
-    key = hashlib.sha1(f"{voice}|{rate_wpm}|{pitch}|{text}".encode()).hexdigest()[:16]
+    """espeak-ng speech at 16 kHz (cached on disk by its parameters and espeak-ng's
+    version: a cache from another release would silently train on other voices)."""
+    version = espeak_version_cached()
+    key = hashlib.sha1(f"{version}|{voice}|{rate_wpm}|{pitch}|{text}".encode()).hexdigest()[:16]
     path = CACHE / f"{key}.npy"
     if path.is_file():
         return np.asarray(np.load(path), np.float32)
@@ -204,6 +218,26 @@ def espeak(text: str, voice: str, rate_wpm: int, pitch: int) -> Audio:
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(path, pcm16)
     return pcm16
+
+
+_VERSION: list[str] = []
+
+
+def espeak_version_cached() -> str:
+    """:func:`espeak_version`, asked once per process."""
+    if not _VERSION:
+        _VERSION.append(espeak_version())
+    return _VERSION[0]
+
+
+def clips_digest(clips: Sequence[Clip]) -> str:
+    """A short hash of the clips' audio and labels, in order: two trainings with the same
+    digest (and seed and settings) heard the same synthetic speech."""
+    digest = hashlib.sha1()
+    for clip in clips:
+        digest.update(clip.label.encode())
+        digest.update(np.asarray(clip.pcm, np.float32).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def trim(pcm: Audio) -> Audio:
@@ -714,8 +748,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           flush=True)
     # The embeddings depend only on the data arguments: cached, so the head can be retrained
     # quickly with other settings (delete /tmp/coach-spotter-embedded to recompute).
+    clips = clips_digest(train_clips + val_clips)
+    print(f"  espeak-ng {espeak_version_cached()}, clips {clips}", flush=True)
     key = hashlib.sha1(json.dumps([DATA_VERSION, args.seed, args.per_phrase, args.per_negative,
-                                   args.real_copies]).encode()).hexdigest()[:12]
+                                   args.real_copies, clips]).encode()).hexdigest()[:12]
     cached = EMBED_CACHE / f"{key}.pkl"
     if cached.is_file():
         embedded, val_embedded, real_embedded = pickle.loads(cached.read_bytes())
@@ -773,6 +809,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "smooth_steps": SMOOTH_STEPS,
             "train_clips": len(train_jobs), "real_clips": len(real_train),
             "hidden": args.hidden, "epochs": args.epochs, "front_end": "openwakeword-embedding",
+            "espeak_ng": espeak_version_cached(), "clips_sha1": clips,
         })),
     )
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) "
