@@ -124,6 +124,11 @@ class EchoDelayTracker:
         """The latest trusted measurement: samples the echo lags the reference."""
         self.corrections = 0
 
+    @property
+    def measuring_gap(self) -> bool:
+        """Whether a measurement after a speaker gap is still due (``add``'s ``after_gap``)."""
+        return self._since_gap is not None
+
     def add(
         self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16], after_gap: bool = False
     ) -> int:

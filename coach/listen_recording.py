@@ -3,9 +3,10 @@
 ``coach run --record-audio DIR`` writes ``DIR/listen.wav`` (16 kHz, two channels: the
 microphone, and the echo reference exactly as the listener was handed it, sample-aligned)
 and ``DIR/listen.jsonl`` (one JSON object per line: the sentence the coach was playing
-whenever it changed, and every command heard, in the recording's clock).
+whenever it changed, every command heard, and what the listener was told about the echo:
+speaker gaps and echo-delay moves, in the recording's clock).
 ``coach listen --wav DIR/listen.wav --with-reference`` feeds both channels, the sentences
-and the echo-delay moves back through a listener, so a missed or false command can be
+and those echo notes back through a listener, so a missed or false command can be
 reproduced away from the room.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,6 +24,23 @@ import numpy.typing as npt
 from coach.errors import CoachError
 from coach.listen.commands import CommandEvent
 from coach.listen.engine import SAMPLE_RATE_HZ
+
+REFERENCE_MOVED = "reference_moved"
+SPEAKER_GAP = "speaker_gap"
+GAP_MEASURED = "gap_measured"
+ECHO_NOTES = (REFERENCE_MOVED, SPEAKER_GAP, GAP_MEASURED)
+"""What the live session tells the listener about the echo, noted where it happened."""
+
+
+@dataclass(frozen=True)
+class EchoChange:
+    """One of ``ECHO_NOTES``, told the listener before recorded sample ``sample``."""
+
+    sample: int
+    kind: str
+    correction: int | None = None
+    """For a move: by how many samples of the played stream (None in older recordings)."""
+
 
 WAV_NAME = "listen.wav"
 NOTES_NAME = "listen.jsonl"
@@ -63,13 +82,26 @@ class ListenRecording:
         except (OSError, RuntimeError) as err:  # a full disk: stop recording, keep listening
             self.failure = f"recording stopped: {err}"
 
-    def reference_moved(self) -> None:
-        """The echo delay was re-measured: the reference moved before the next block."""
+    def reference_moved(self, correction: int | None = None) -> None:
+        """The echo delay was re-measured: the reference moved (by ``correction`` samples of
+        the played stream) before the next block."""
+        extra = {} if correction is None else {"correction": correction}
+        self._echo_note(REFERENCE_MOVED, extra)
+
+    def speaker_gap(self) -> None:
+        """The speaker fell behind before the next block (``Listener.speaker_gap``)."""
+        self._echo_note(SPEAKER_GAP)
+
+    def gap_measured(self) -> None:
+        """The echo delay after a speaker gap was measured unmoved before the next block
+        (``Listener.gap_measured``)."""
+        self._echo_note(GAP_MEASURED)
+
+    def _echo_note(self, kind: str, extra: dict[str, Any] | None = None) -> None:
         if self.failure is None:
             try:
-                self._note(
-                    {"ms": self.recorded_ms, "sample": self._samples, "reference_moved": True}
-                )
+                self._note({"ms": self.recorded_ms, "sample": self._samples, kind: True,
+                            **(extra or {})})
             except OSError as err:
                 self.failure = f"recording stopped: {err}"
 
@@ -101,14 +133,14 @@ class ListenRecording:
         self._notes.flush()
 
 
-def read_notes(wav: Path) -> tuple[list[tuple[int, str | None]], set[int]]:
+def read_notes(wav: Path) -> tuple[list[tuple[int, str | None]], list[EchoChange]]:
     """What was noted beside a recording: (ms, sentence or None) whenever the sentence
-    changed, and the sample numbers before which the reference moved. Empty without notes."""
+    changed, and what the listener was told about the echo, in order. Empty without notes."""
     notes = wav.with_name(NOTES_NAME)
     changes: list[tuple[int, str | None]] = []
-    moves: set[int] = set()
+    echo: list[EchoChange] = []
     if not notes.is_file():
-        return changes, moves
+        return changes, echo
     with notes.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             try:
@@ -122,9 +154,14 @@ def read_notes(wav: Path) -> tuple[list[tuple[int, str | None]], set[int]]:
                 if not isinstance(ms, int) or not (text is None or isinstance(text, str)):
                     raise CoachError(f"{notes}:{number}: expected ms (integer) and playing")
                 changes.append((ms, text))
-            elif fields.get("reference_moved"):
-                sample = fields.get("sample")
-                if not isinstance(sample, int):
-                    raise CoachError(f"{notes}:{number}: expected sample (integer)")
-                moves.add(sample)
-    return changes, moves
+                continue
+            kind = next((k for k in ECHO_NOTES if fields.get(k)), None)
+            if kind is None:
+                continue
+            sample, correction = fields.get("sample"), fields.get("correction")
+            if not isinstance(sample, int):
+                raise CoachError(f"{notes}:{number}: expected sample (integer)")
+            if correction is not None and not isinstance(correction, int):
+                raise CoachError(f"{notes}:{number}: expected correction (integer)")
+            echo.append(EchoChange(sample, kind, correction))
+    return changes, echo

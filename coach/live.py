@@ -398,14 +398,23 @@ class Hearing:
                 gap = self.reference.crossed_gap()
                 if gap:
                     _log.info("the speaker fell behind: measuring the echo delay again")
+                    listener.speaker_gap()
+                    if self.recording is not None:
+                        self.recording.speaker_gap()
                 correction = self.delay.add(block.pcm, reference, after_gap=gap)
                 if correction:
                     self.reference.shift(correction)
-                    listener.reference_moved()
+                    listener.reference_moved(correction)
                     if self.recording is not None:
-                        self.recording.reference_moved()
+                        self.recording.reference_moved(correction)
                     moved_ms = correction * 1000 // INPUT_SAMPLE_RATE_HZ
                     _log.info("echo delay: moved the reference by %+d ms", moved_ms)
+                elif (
+                    not self.delay.measuring_gap
+                    and listener.gap_measured()  # a held canceller catches up
+                    and self.recording is not None
+                ):
+                    self.recording.gap_measured()
                 end_s = block.time_s + n / INPUT_SAMPLE_RATE_HZ
                 text = self.played.text_at(block.time_s, end_s)
                 if self.recording is not None:

@@ -452,10 +452,10 @@ def build(
 # =========================================================================== hearing
 
 
-def hear(listener: Any, built: Built, tell_gaps: bool = True) -> list[Any]:
+def hear(listener: Any, built: Built, tell_gaps: bool = True, hold: bool = True) -> list[Any]:
     """Feed the stream to ``listener`` as coach.live.Hearing does; the CommandEvents.
     (``tell_gaps=False``: as it did before the echo-delay tracker was told of speaker
-    underflows.)"""
+    underflows; ``hold=False``: before the canceller held its long filter through them.)"""
     from coach.echo_delay import EchoDelayTracker
     from coach.live import EchoReference, PlayedSentences
 
@@ -477,10 +477,14 @@ def hear(listener: Any, built: Built, tell_gaps: bool = True) -> list[Any]:
         pcm = built.mic[start : start + n]
         ref = reference.take(time_s, n, 0.0)
         gap = reference.crossed_gap() and tell_gaps
+        if gap and hold:
+            listener.speaker_gap()
         correction = delay.add(pcm, ref, after_gap=gap)
         if correction:
             reference.shift(correction)
-            listener.reference_moved()
+            listener.reference_moved(correction)
+        elif not delay.measuring_gap:
+            listener.gap_measured()
         text = played.text_at(time_s, time_s + n / RATE_HZ)
         heard += listener.feed(pcm, ref, text)
     return heard + listener.finish()

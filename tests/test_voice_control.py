@@ -26,6 +26,8 @@ class RecordingListener:
         self.fed: list[int] = []
         self.pain_at_block = pain_at_block
         self.moved = 0
+        self.told: list[tuple[str, int]] = []
+        """What the Hearing told it about speaker gaps, and before which block."""
 
     def feed(self, mic: Any, reference: Any, text: Any) -> list[CommandEvent]:
         self.fed.append(int(mic[0]))
@@ -33,8 +35,15 @@ class RecordingListener:
             return [CommandEvent(Command.PAIN, "pain", 1.0, 0, 0)]
         return []
 
-    def reference_moved(self) -> None:
+    def reference_moved(self, correction: int | None = None) -> None:
         self.moved += 1
+
+    def speaker_gap(self) -> None:
+        self.told.append(("gap", len(self.fed)))
+
+    def gap_measured(self) -> bool:
+        self.told.append(("measured", len(self.fed)))
+        return False
 
 
 def mic_block(index: int) -> AudioBlock:
@@ -158,9 +167,11 @@ class GapWitness:
 
     def __init__(self) -> None:
         self.after_gap: list[bool] = []
+        self.measuring_gap = False
 
     def add(self, mic: Any, ref: Any, after_gap: bool = False) -> int:
         self.after_gap.append(after_gap)
+        self.measuring_gap = after_gap  # measured at once by the next block
         return 0
 
 
@@ -181,6 +192,11 @@ def test_the_echo_delay_is_told_of_a_speaker_gap_with_the_block_that_reaches_it(
     finally:
         hearing.close()
     assert witness.after_gap == [index == 5 for index in range(10)]
+    # The listener too, before the same block (its canceller holds), and it hears when the
+    # echo delay has been measured again (its canceller catches up).
+    measured = [at for kind, at in listener.told if kind == "measured"]
+    assert [at for kind, at in listener.told if kind == "gap"] == [5]
+    assert 5 not in measured and 6 in measured
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread niceness is Linux's")

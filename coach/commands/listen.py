@@ -19,7 +19,14 @@ from coach.listen.engine import SAMPLE_RATE_HZ, PcmBlock
 from coach.listen.listener import Listener
 from coach.listen.select import ENGINE_NAMES, build_engine, choose_engine
 from coach.listen.vocabulary import available_languages, load_vocabulary
-from coach.listen_recording import MIC_CHANNEL, REFERENCE_CHANNEL, read_notes
+from coach.listen_recording import (
+    GAP_MEASURED,
+    MIC_CHANNEL,
+    REFERENCE_CHANNEL,
+    SPEAKER_GAP,
+    EchoChange,
+    read_notes,
+)
 from coach.resample import resample
 
 BLOCK_SAMPLES = 320
@@ -95,6 +102,16 @@ def read_recording(path: Path) -> tuple[PcmBlock, PcmBlock]:
             f"{SAMPLE_RATE_HZ} Hz), got {data.shape[1]} channel(s) at {rate} Hz"
         )
     return data[:, MIC_CHANNEL].copy(), data[:, REFERENCE_CHANNEL].copy()
+
+
+def _tell(listener: Listener, change: EchoChange) -> None:
+    """Tell the listener what the live session told it about the echo (a recording's note)."""
+    if change.kind == SPEAKER_GAP:
+        listener.speaker_gap()
+    elif change.kind == GAP_MEASURED:
+        listener.gap_measured()
+    else:
+        listener.reference_moved(change.correction)
 
 
 def _playing_at(changes: list[tuple[int, str | None]], times_ms: list[int], ms: int) -> str | None:
@@ -187,10 +204,10 @@ def run(args: argparse.Namespace) -> int:
         raise CoachError("--with-reference needs --wav (a 'coach run --record-audio' recording)")
     reference: PcmBlock | None = None
     changes: list[tuple[int, str | None]] = []
-    moves: set[int] = set()
+    echo: list[EchoChange] = []
     if args.wav is not None and args.with_reference:
         pcm, reference = read_recording(args.wav)
-        changes, moves = read_notes(args.wav)
+        changes, echo = read_notes(args.wav)
     elif args.wav is not None:
         pcm = read_wav(args.wav)
     print(f"engine: {choice.reason}", file=sys.stderr)
@@ -203,19 +220,15 @@ def run(args: argparse.Namespace) -> int:
     lead_ms = silence_lead_ms(listener.engine.warmup_ms)
     for event in _feed_silence(listener, lead_ms):
         _print_event(_shifted(event, lead_ms), args.json)
-    pending_moves = sorted(moves, reverse=True)
+    pending = list(reversed(echo))
     change_times_ms = [at for at, _ in changes]
     for start in range(0, len(pcm), BLOCK_SAMPLES):
         block = pcm[start : start + BLOCK_SAMPLES]
-        echo = reference[start : start + BLOCK_SAMPLES] if reference is not None else None
+        played = reference[start : start + BLOCK_SAMPLES] if reference is not None else None
         text = _playing_at(changes, change_times_ms, start * 1000 // SAMPLE_RATE_HZ)
-        moved = False
-        while pending_moves and pending_moves[-1] < start + len(block):
-            pending_moves.pop()  # the live session moved the reference before that block
-            moved = True
-        if moved:
-            listener.reference_moved()
-        for event in listener.feed(block, echo, text):
+        while pending and pending[-1].sample < start + len(block):
+            _tell(listener, pending.pop())  # the live session told it before that block
+        for event in listener.feed(block, played, text):
             _print_event(_shifted(event, lead_ms), args.json)
     for event in _feed_silence(listener, TAIL_MS, with_reference=reference is not None):
         _print_event(_shifted(event, lead_ms), args.json)

@@ -63,6 +63,11 @@ CHOICE_SMOOTHING = FRAME_MS / 300
 """Per-frame weight of the residual energies the canceller chooses by (about 300 ms)."""
 CHOICE_MARGIN = 10 ** -0.1
 """The other filter's residual must be 1 dB lower for the canceller to change filters."""
+HOLD_MS = 3000
+"""Longest the canceller keeps its long filter out of a speaker gap (EchoCanceller.hold)."""
+REFERENCE_LOG_MS = 400
+"""Reference the canceller keeps from before a hold, to re-read the held frames' reference
+at a moved (earlier) delay."""
 ERLE_SPAN_MS = 8000
 """How far back the canceller's reduction (and the echo path's gain) is measured."""
 ERLE_EVIDENCE_FRAMES = 30
@@ -102,6 +107,17 @@ class EchoCanceller:
       400 ms filter alone: 268, 199, 11);
     - Speex costs about 23 ms of CPU per second of audio for both filters, 8 for the
       short one alone.
+
+    A speaker underflow moves the echo later than the reference says until the echo delay
+    is measured again (coach.echo_delay, about half a second). A filter that adapts to the
+    misplaced echo meanwhile removed 2-26 dB of the coach over the 3.5 s after the
+    reference was moved back (32-39 dB before the gap; a bench_live recording), and in a
+    test 9 dB against 36 dB held. So ``hold`` keeps the long filter out of the frames
+    after a gap, and ``release`` feeds them to it with the reference re-read at the
+    measured delay. scripts/bench_underflow.py (25 sentences, commands said over the coach
+    0.5-2 s after an underflow, against the same run without the hold): Vosk heard 45 ->
+    68 of 100 (90 with no underflow), the spotter 19 -> 45 (94); the coach's own voice gave
+    5 -> 3 commands (Vosk) and 1 -> 0 (spotter).
     """
 
     def __init__(
@@ -133,6 +149,12 @@ class EchoCanceller:
         self._history: deque[tuple[bytes, bytes]] = deque(maxlen=max(1, self._replay_frames))
         self._played_frames = 0
         """Frames so far in which the reference was playing."""
+        self._log = np.zeros(REFERENCE_LOG_MS * SAMPLE_RATE_HZ // 1000, np.int16)
+        """The latest reference frames handed in before a hold (oldest first)."""
+        self._held: list[tuple[PcmBlock, PcmBlock]] | None = None
+        """Frames (microphone, reference) the long filter has not heard, while held."""
+        self._release: int | None = None
+        """The correction ``release`` was given: caught up after the next block."""
 
     def process(self, mic: PcmBlock, reference: PcmBlock) -> tuple[PcmBlock, PcmBlock, PcmBlock]:
         """Whole frames of (residual, microphone, reference) ready so far."""
@@ -148,14 +170,75 @@ class EchoCanceller:
         for i in range(frames):
             s = slice(i * FRAME_SAMPLES, (i + 1) * FRAME_SAMPLES)
             mic_bytes, ref_bytes = mic_ready[s].tobytes(), ref_ready[s].tobytes()
-            out[s] = np.frombuffer(self._speex.process(mic_bytes, ref_bytes), np.int16)
+            if self._held is None:
+                out[s] = np.frombuffer(self._speex.process(mic_bytes, ref_bytes), np.int16)
+            else:
+                self._held.append((mic_ready[s], ref_ready[s]))
             if self._short is not None:
                 quick[s] = np.frombuffer(self._short.process(mic_bytes, ref_bytes), np.int16)
                 learnt.append(self._played_frames >= self._learn_frames)
-            self._learn(mic_bytes, ref_bytes, ref_ready[s])
+            if self._held is None:
+                self._learn(mic_bytes, ref_bytes, ref_ready[s])
+            elif self._short is None:
+                out[s] = mic_ready[s]
+        if self._held is None:
+            self._log = np.concatenate([self._log, ref_ready])[-len(self._log) :]
+            if self._short is not None:
+                self._choose(out, quick, learnt)
+            return out, mic_ready, ref_ready
         if self._short is not None:
-            self._choose(out, quick, learnt)
+            out[:] = quick  # the long filter is held: the short one's residual meanwhile
+        if self._release is not None:
+            self._catch_up(self._release)
+        elif len(self._held) * FRAME_MS >= HOLD_MS:
+            self._catch_up(0)
         return out, mic_ready, ref_ready
+
+    def hold(self) -> None:
+        """The speaker fell behind (an underflow): the echo may now come later than the
+        reference says, and a filter that adapts to the misplaced echo is wrong for seconds
+        after the reference is moved back (see ``release``). So the long filter hears
+        nothing until ``release`` tells it where the echo went; meanwhile the short filter's
+        residual is used."""
+        if self._held is None:
+            self._held = []
+
+    @property
+    def holding(self) -> bool:
+        """Whether the long filter is held (``hold``) and waits for ``release``."""
+        return self._held is not None
+
+    def release(self, correction: int = 0) -> None:
+        """The echo delay was measured after a hold, on a block whose reference was already
+        handed out: the reference moves by ``correction`` samples of the played stream
+        (``coach.live.EchoReference.shift``; negative: the echo came later) from the block
+        after the next one processed. That next block is held too; then the long filter
+        hears every held frame with its reference re-read at the new delay, so it goes on
+        from where it was, with no jump in what it has heard (see ``hold``)."""
+        if self._held is not None:
+            self._release = correction
+
+    def _catch_up(self, correction: int) -> None:
+        """Feed the long filter the held frames at the moved reference, and stop holding.
+        Held frames whose reference is not at hand (a positive correction's last few ms)
+        are left out."""
+        held, self._held, self._release = self._held or [], None, None
+        log = np.concatenate([self._log, *(ref for _, ref in held)])
+        start = len(self._log) + correction
+        for i, (mic, _) in enumerate(held):
+            a = start + i * FRAME_SAMPLES
+            if a < 0 or a + FRAME_SAMPLES > len(log):
+                continue
+            ref = log[a : a + FRAME_SAMPLES]
+            self._speex.process(mic.tobytes(), ref.tobytes())
+        # What the reference reads on from: moved back by the correction (earlier parts of
+        # the played stream come again), or on after a gap of it.
+        kept = log[: len(log) + correction] if correction < 0 else log
+        self._log = np.concatenate([np.zeros(len(self._log), np.int16), kept])[-len(self._log) :]
+        if correction and self._short is not None and self._played_frames >= self._learn_frames:
+            # The short filter adapted to the misplaced echo; the long one did not.
+            self.using_short = False
+            self._energy[1] = max(self._energy[1], self._energy[0])
 
     def _choose(self, cleaned: PcmBlock, quick: PcmBlock, learnt: list[bool]) -> None:
         """Frame by frame, track both filters' residual energy and, once the canceller has

@@ -195,9 +195,40 @@ class Listener:
         """Tell the listener the coach played ``text`` over this span of the mic clock."""
         self.gate.playing(text, start_ms, end_ms)
 
-    def reference_moved(self) -> None:
-        """The caller now hands the reference at a new delay: the canceller relearns."""
+    def speaker_gap(self) -> None:
+        """The speaker fell behind (``coach.live.EchoReference.crossed_gap``): the echo may
+        come later from now on. The canceller holds its long filter until the echo delay
+        is measured again (``reference_moved`` or ``gap_measured``), and what it removed
+        before says nothing about now: meanwhile its short filter may let the coach's own
+        words through (in a reverberant room, "hurts" twice in bench_underflow's 25
+        sentences, when the gate still judged by the reduction from before the gap)."""
         self.energies.relearning()
+        hold: Callable[[], None] | None = getattr(self._canceller, "hold", None)
+        if hold is not None:
+            hold()
+
+    def gap_measured(self) -> bool:
+        """The echo delay after a speaker gap was measured and has not moved (or could not
+        be measured): a held canceller catches up. Whether one was held (the caller may
+        call this after every block)."""
+        release: Callable[[int], None] | None = getattr(self._canceller, "release", None)
+        if release is None or not getattr(self._canceller, "holding", False):
+            return False
+        release(0)
+        return True
+
+    def reference_moved(self, correction: int | None = None) -> None:
+        """The caller now hands the reference at a new delay, ``correction`` samples later
+        in the played stream (negative: earlier): a canceller held since a speaker gap
+        catches up at the new delay (``EchoCanceller.release``); otherwise, or when the
+        correction is not said, it relearns."""
+        self.energies.relearning()
+        release: Callable[[int], None] | None = getattr(self._canceller, "release", None)
+        if release is not None and getattr(self._canceller, "holding", False):
+            if correction is not None:
+                release(correction)
+                return
+            release(0)
         relearn: Callable[[], None] | None = getattr(self._canceller, "relearn", None)
         if relearn is not None:
             relearn()
