@@ -27,8 +27,8 @@ the canceller also holding its long filter from the gap until the echo is measur
 now / before), latency from word end p50. (Vosk's decodes repeat exactly: the engine
 dithers with a seeded generator of its own, see coach/listen/vosk_view.py.)
 
-    .venv/bin/python scripts/bench_underflow.py               # 25 sentences: ~9 min
-    .venv/bin/python scripts/bench_underflow.py --sentences 8  # ~3 min
+    .venv/bin/python scripts/bench_underflow.py               # 25 sentences: ~12 min
+    .venv/bin/python scripts/bench_underflow.py --sentences 8  # ~4 min
     .venv/bin/python scripts/bench_underflow.py --engine spotter  # the English default
 """
 

@@ -220,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     lead_ms = silence_lead_ms(listener.engine.warmup_ms)
     for event in _feed_silence(listener, lead_ms):
         _print_event(_shifted(event, lead_ms), args.json)
-    pending = list(reversed(echo))
+    pending = sorted(echo, key=lambda change: change.sample)[::-1]  # file order within a block
     change_times_ms = [at for at, _ in changes]
     for start in range(0, len(pcm), BLOCK_SAMPLES):
         block = pcm[start : start + BLOCK_SAMPLES]
