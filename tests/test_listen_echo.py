@@ -436,3 +436,32 @@ def test_a_canceller_held_through_a_speaker_gap_goes_on_removing_the_coach() -> 
         results[hold] = 10 * np.log10(before / max(after, 1.0))
     assert results[True] >= 15.0, results
     assert results[True] >= results[False] + 6.0, results
+
+
+def test_the_listener_holds_its_canceller_from_a_speaker_gap_until_the_delay_is_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    hold, release, relearn = EchoCanceller.hold, EchoCanceller.release, EchoCanceller.relearn
+    monkeypatch.setattr(EchoCanceller, "hold", lambda self: (calls.append("hold"), hold(self)))
+    monkeypatch.setattr(EchoCanceller, "release", lambda self, correction=0: (
+        calls.append(f"release {correction}"), release(self, correction)))
+    monkeypatch.setattr(EchoCanceller, "relearn",
+                        lambda self: (calls.append("relearn"), relearn(self)))
+    listener = Listener(DeafEngine())
+    block = np.full(320, 1000, np.int16)
+    listener.feed(block, block)  # the canceller starts with the first reference
+    assert not listener.gap_measured()  # nothing held: nothing to do
+
+    listener.speaker_gap()
+    listener.feed(block, block)
+    assert listener.gap_measured()  # measured unmoved: caught up after the next block
+    listener.feed(block, block)
+    assert not listener.gap_measured()
+
+    listener.speaker_gap()
+    listener.feed(block, block)
+    listener.reference_moved(-160)  # measured moved: caught up at the new delay, no relearning
+    listener.feed(block, block)
+    listener.reference_moved(-160)  # a move not after a gap: relearns as before
+    assert calls == ["hold", "release 0", "hold", "release -160", "relearn"]
