@@ -200,8 +200,8 @@ class Listener:
         come later from now on. The canceller holds its long filter until the echo delay
         is measured again (``reference_moved`` or ``gap_measured``), and what it removed
         before says nothing about now: meanwhile its short filter may let the coach's own
-        words through (in a reverberant room, "hurts" twice in bench_underflow's 25
-        sentences, when the gate still judged by the reduction from before the gap)."""
+        words through (a PAIN, "hurts", in bench_underflow's reverberant room, when the
+        self-word gate still judged by the reduction from before the gap)."""
         self.energies.relearning()
         hold: Callable[[], None] | None = getattr(self._canceller, "hold", None)
         if hold is not None:
