@@ -36,6 +36,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
+import functools
 import hashlib
 import io
 import json
@@ -191,9 +192,10 @@ def coach_sentences() -> list[str]:
     return out
 
 
+@functools.cache
 def espeak_version() -> str:
     """The espeak-ng that speaks the synthetic clips, e.g. ``1.51`` (its voices change from
-    one release to the next, and with them the clips and the trained head)."""
+    one release to the next, and with them the clips and the trained head); asked once."""
     out = subprocess.run(["espeak-ng", "--version"], check=True, capture_output=True,
                          text=True, timeout=30).stdout
     found = re.search(r"text-to-speech:\s*(\S+)", out)
@@ -203,7 +205,7 @@ def espeak_version() -> str:
 def espeak(text: str, voice: str, rate_wpm: int, pitch: int) -> Audio:
     """espeak-ng speech at 16 kHz (cached on disk by its parameters and espeak-ng's
     version: a cache from another release would silently train on other voices)."""
-    version = espeak_version_cached()
+    version = espeak_version()
     key = hashlib.sha1(f"{version}|{voice}|{rate_wpm}|{pitch}|{text}".encode()).hexdigest()[:16]
     path = CACHE / f"{key}.npy"
     if path.is_file():
@@ -218,16 +220,6 @@ def espeak(text: str, voice: str, rate_wpm: int, pitch: int) -> Audio:
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(path, pcm16)
     return pcm16
-
-
-_VERSION: list[str] = []
-
-
-def espeak_version_cached() -> str:
-    """:func:`espeak_version`, asked once per process."""
-    if not _VERSION:
-        _VERSION.append(espeak_version())
-    return _VERSION[0]
 
 
 def clips_digest(clips: Sequence[Clip]) -> str:
@@ -749,7 +741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The embeddings depend only on the data arguments: cached, so the head can be retrained
     # quickly with other settings (delete /tmp/coach-spotter-embedded to recompute).
     clips = clips_digest(train_clips + val_clips)
-    print(f"  espeak-ng {espeak_version_cached()}, clips {clips}", flush=True)
+    print(f"  espeak-ng {espeak_version()}, clips {clips}", flush=True)
     key = hashlib.sha1(json.dumps([DATA_VERSION, args.seed, args.per_phrase, args.per_negative,
                                    args.real_copies, clips]).encode()).hexdigest()[:12]
     cached = EMBED_CACHE / f"{key}.pkl"
@@ -809,7 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "smooth_steps": SMOOTH_STEPS,
             "train_clips": len(train_jobs), "real_clips": len(real_train),
             "hidden": args.hidden, "epochs": args.epochs, "front_end": "openwakeword-embedding",
-            "espeak_ng": espeak_version_cached(), "clips_sha1": clips,
+            "espeak_ng": espeak_version(), "clips_sha1": clips,
         })),
     )
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) "
